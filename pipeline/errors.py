@@ -3,6 +3,7 @@
     QuoteguardError
     ├── ConfigError              settings or a profile file cannot be used
     ├── PolicyError              a policy file is invalid (file, line, what is wrong)
+    │   └── PolicyErrors         several of those at once (every problem of a load)
     ├── InputError               one input item cannot be moderated (names the item)
     └── LLMError                 the model call failed
         ├── LLMTransientError    429, 5xx, timeout, connection: worth retrying later
@@ -96,3 +97,16 @@ class LLMRetriesExhausted(LLMError):
 
     def __str__(self) -> str:
         return f"no valid output after {self.attempts} attempts: {self.last_error}"
+
+
+@dataclass
+class PolicyErrors(PolicyError):  # noqa: N818 - the plural of PolicyError, not a new kind
+    """Every problem found while loading policies, so a writer fixes them in one pass.
+
+    `path`, `line` and `message` summarise; `errors` holds each problem with its own place.
+    """
+
+    errors: list[PolicyError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join([f"{self.path}: {self.message}", *(f"  {e}" for e in self.errors)])
