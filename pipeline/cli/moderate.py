@@ -1,0 +1,141 @@
+"""`quoteguard moderate` (a JSONL file through any provider) and `quoteguard demo`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.batch import run_batch
+from pipeline.cli.render import console, summary_table
+from pipeline.config import Settings, load_settings
+from pipeline.errors import QuoteguardError
+from pipeline.inputs import read_items
+from pipeline.log import configure_logging
+from pipeline.models import Decision
+from pipeline.runner import Moderator
+from pipeline.summary import RunSummary
+
+DEMO_ITEMS = Path(__file__).resolve().parents[1] / "data" / "demo.jsonl"
+
+InputPath = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSONL of items.")
+]
+OutPath = Annotated[Path, typer.Option("--out", "-o", help="Where Decisions are written.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name for the provider.")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama...).")
+]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", "-c", min=1)]
+PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="Policy files directory.")]
+ProfilesOpt = Annotated[Path | None, typer.Option("--profiles", help="Calibration profiles dir.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("moderate")(moderate)
+    app.command("demo")(demo)
+
+
+def moderate(
+    input_path: InputPath,
+    out: OutPath = Path("decisions.jsonl"),
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    policies: PoliciesOpt = None,
+    profiles: ProfilesOpt = None,
+) -> None:
+    """Moderate every item of a JSONL file ({"id", "text", "meta"} per line).
+
+    Writes one Decision per line to --out. Exits non-zero only on usage errors: an item that
+    fails becomes an error Decision routed to review.
+    """
+    settings = _settings(
+        model=model,
+        base_url=base_url,
+        concurrency=concurrency,
+        policies_dir=policies,
+        profiles_dir=profiles,
+    )
+    if settings.base_url is None and settings.api_key is None:
+        raise typer.BadParameter(
+            "no API key: set OPENAI_API_KEY (or QUOTEGUARD_API_KEY), or point --base-url at "
+            "an OpenAI-compatible server",
+            param_hint="--base-url",
+        )
+    summary = _run(settings, input_path, out)
+    console.print(summary_table(summary, f"quoteguard: {settings.model}"))
+    console.print(f"Decisions written to {out}")
+
+
+def demo(
+    out: OutPath = Path("decisions.jsonl"),
+    model: Annotated[
+        str, typer.Option("--model", help="Simulated profile: sim-calibrated, sim-collapsed, ...")
+    ] = "sim-calibrated+hallucinating",
+    concurrency: ConcurrencyOpt = None,
+) -> None:
+    """Run the bundled example set through the whole pipeline against the simulated model."""
+    from pipeline.sim.server import SimServer  # noqa: PLC0415 - only the demo needs it
+
+    with SimServer() as server:
+        settings = _settings(
+            model=model, base_url=server.base_url, api_key="sim", concurrency=concurrency
+        )
+        summary = _run(settings, DEMO_ITEMS, out)
+    console.print(summary_table(summary, f"quoteguard demo: {model} (simulated)"))
+    console.print(f"Decisions written to {out}")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _run(settings: Settings, input_path: Path, out: Path) -> RunSummary:
+    try:
+        moderator = Moderator.from_settings(settings)
+    except QuoteguardError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    summary = RunSummary()
+    total = _count_lines(input_path)
+    with _progress(total) as advance, out.open("w", encoding="utf-8") as sink:
+
+        def on_decision(decision: Decision) -> None:
+            _write(sink, decision)
+            summary.add(decision)
+            advance()
+
+        run_batch(moderator, read_items(input_path), on_decision, settings.concurrency)
+    return summary
+
+
+def _write(sink: TextIO, decision: Decision) -> None:
+    sink.write(decision.model_dump_json() + "\n")
+    sink.flush()
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None]]:
+    columns = (
+        TextColumn("moderating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("items", total=total)
+        yield lambda: progress.advance(task)
