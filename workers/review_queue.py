@@ -1,0 +1,450 @@
+"""The human review queue in Redis: priority order, claims with leases, resolutions once.
+
+Items routed to `human_review`, and items the pipeline failed on (`error`), wait here for a
+person. This module is the storage and Python API that a review UI puts a face on.
+
+    {ns}:review:queue          sorted set: decision key -> order (priority desc, then oldest)
+    {ns}:review:leases         sorted set: decision key -> lease expiry (ms, Redis clock)
+    {ns}:review:entry:{key}    hash: decision, item, priority, state, lease, resolution
+    {ns}:review:labels         stream: every resolution with its decision and item
+
+Every state change is one Lua script, so two reviewers can never claim the same item and a
+resolution is written at most once. Times come from the Redis server clock (`TIME`), so
+reviewers and workers on machines with skewed clocks agree on when a lease ran out. Expired
+leases go back to the queue lazily, whenever the queue is claimed from, listed or counted:
+there is no sweeper process to run or to die.
+
+Keys derived inside the scripts (the entry hash) make this single-instance (or Sentinel)
+Redis only, like Celery's Redis broker itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import redis
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.errors import QuoteguardError
+from pipeline.models import ContentItem, Decision
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
+
+log = structlog.get_logger("quoteguard.workers")
+
+#: Outcomes that wait for a person.
+REVIEW_OUTCOMES = frozenset({"human_review", "error"})
+
+#: Lua shared by the scripts here and by the publish script in `workers.results`.
+#: Order: higher priority first, then first come first served. 1e13 ms is ~300 years, so the
+#: enqueue time never spills into the priority part. Numbers are formatted with %.0f
+#: because Redis converts Lua numbers to strings with only 14 significant digits.
+LUA_LIB = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function review_enqueue(entry_key, queue_key, key, decision, item, priority, at)
+  if redis.call('EXISTS', entry_key) == 1 then return 0 end
+  local score = string.format('%.0f', (100 - tonumber(priority)) * 1e13 + at)
+  redis.call('HSET', entry_key, 'key', key, 'decision', decision, 'item', item,
+    'priority', priority, 'enqueued_at', string.format('%.0f', at), 'score', score,
+    'state', 'queued', 'claims', 0)
+  redis.call('ZADD', queue_key, score, key)
+  return 1
+end
+
+local function requeue_expired(leases_key, queue_key, entry_prefix, at)
+  local expired = redis.call('ZRANGEBYSCORE', leases_key, '-inf', string.format('%.0f', at))
+  for _, key in ipairs(expired) do
+    redis.call('ZREM', leases_key, key)
+    local entry = entry_prefix .. key
+    if redis.call('HGET', entry, 'state') == 'claimed' then
+      redis.call('HSET', entry, 'state', 'queued')
+      redis.call('HDEL', entry, 'lease_token', 'reviewer', 'lease_expires')
+      redis.call('ZADD', queue_key, redis.call('HGET', entry, 'score'), key)
+    end
+  end
+  return #expired
+end
+"""
+
+# KEYS: queue, leases, labels | ARGV: entry prefix, then per script.
+_CLAIM = """
+local at = now_ms()
+requeue_expired(KEYS[2], KEYS[1], ARGV[1], at)
+local reviewer, token, lease_ms, wanted = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local key
+if wanted ~= '' then
+  if redis.call('ZREM', KEYS[1], wanted) == 0 then return false end
+  key = wanted
+else
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then return false end
+  key = popped[1]
+end
+local entry = ARGV[1] .. key
+local expires = string.format('%.0f', at + lease_ms)
+redis.call('HSET', entry, 'state', 'claimed', 'lease_token', token, 'reviewer', reviewer,
+  'lease_expires', expires)
+redis.call('HINCRBY', entry, 'claims', 1)
+redis.call('ZADD', KEYS[2], expires, key)
+return redis.call('HGETALL', entry)
+"""
+
+_CHECK_LEASE = """
+local function check_lease(entry, token, at)
+  local state = redis.call('HGET', entry, 'state')
+  if not state then return 'unknown_item' end
+  if state == 'resolved' then return 'already_resolved' end
+  if state ~= 'claimed' or redis.call('HGET', entry, 'lease_token') ~= token then
+    return 'not_claimed'
+  end
+  if tonumber(redis.call('HGET', entry, 'lease_expires')) <= at then return 'lease_expired' end
+  return nil
+end
+"""
+
+_EXTEND = """
+local at = now_ms()
+local key, token, lease_ms = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local problem = check_lease(ARGV[1] .. key, token, at)
+if problem then return redis.error_reply(problem) end
+local expires = string.format('%.0f', at + lease_ms)
+redis.call('HSET', ARGV[1] .. key, 'lease_expires', expires)
+redis.call('ZADD', KEYS[2], expires, key)
+return expires
+"""
+
+_RELEASE = """
+local at = now_ms()
+local key, token = ARGV[2], ARGV[3]
+local entry = ARGV[1] .. key
+local problem = check_lease(entry, token, at)
+if problem then return redis.error_reply(problem) end
+redis.call('ZREM', KEYS[2], key)
+redis.call('HSET', entry, 'state', 'queued')
+redis.call('HDEL', entry, 'lease_token', 'reviewer', 'lease_expires')
+redis.call('ZADD', KEYS[1], redis.call('HGET', entry, 'score'), key)
+return 1
+"""
+
+_RESOLVE = """
+local at = now_ms()
+local key, token, label = ARGV[2], ARGV[3], ARGV[4]
+local entry = ARGV[1] .. key
+local problem = check_lease(entry, token, at)
+if problem then return redis.error_reply(problem) end
+local reviewer = redis.call('HGET', entry, 'reviewer')
+local resolved_at = string.format('%.0f', at)
+redis.call('ZREM', KEYS[2], key)
+redis.call('HSET', entry, 'state', 'resolved', 'resolution', label, 'resolved_by', reviewer,
+  'resolved_at', resolved_at)
+redis.call('HDEL', entry, 'lease_token', 'lease_expires')
+redis.call('XADD', KEYS[3], '*', 'key', key, 'reviewer', reviewer, 'resolved_at', resolved_at,
+  'label', label, 'decision', redis.call('HGET', entry, 'decision'),
+  'item', redis.call('HGET', entry, 'item'))
+return {reviewer, resolved_at}
+"""
+
+_ENQUEUE = """
+return review_enqueue(KEYS[4], KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())
+"""
+
+_SWEEP = """
+return requeue_expired(KEYS[2], KEYS[1], ARGV[1], now_ms())
+"""
+
+
+class ReviewError(QuoteguardError):
+    """A review operation that the queue's state does not allow."""
+
+    kind = "review_error"
+
+
+class UnknownItemError(ReviewError):
+    kind = "unknown_item"
+
+
+class LeaseLostError(ReviewError):
+    """The claim is not (or no longer) held with this token; claim the item again."""
+
+    kind = "lease_lost"
+
+
+class AlreadyResolvedError(ReviewError):
+    """A resolution is recorded once; the first one stands."""
+
+    kind = "already_resolved"
+
+
+_ERRORS: dict[str, type[ReviewError]] = {
+    "unknown_item": UnknownItemError,
+    "not_claimed": LeaseLostError,
+    "lease_expired": LeaseLostError,
+    "already_resolved": AlreadyResolvedError,
+}
+
+
+def _ms_to_dt(ms: str | int | float) -> datetime:
+    return datetime.fromtimestamp(int(float(ms)) / 1000, tz=UTC)
+
+
+class ReviewEntry(BaseModel):
+    """One item waiting for (or taken by, or resolved by) a person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    decision: Decision
+    item: ContentItem
+    priority: int
+    state: Literal["queued", "claimed", "resolved"]
+    enqueued_at: datetime
+    claims: int = Field(description="How often it was claimed; >1 means a lease ran out.")
+    reviewer: str | None = None
+    lease_expires: datetime | None = None
+    resolution: Resolution | None = None
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> ReviewEntry:
+        return cls(
+            key=fields["key"],
+            decision=Decision.model_validate_json(fields["decision"]),
+            item=ContentItem.model_validate_json(fields["item"]),
+            priority=int(fields["priority"]),
+            state=fields["state"],
+            enqueued_at=_ms_to_dt(fields["enqueued_at"]),
+            claims=int(fields.get("claims", 0)),
+            reviewer=fields.get("reviewer") or fields.get("resolved_by"),
+            lease_expires=_ms_to_dt(fields["lease_expires"]) if "lease_expires" in fields else None,
+            resolution=Resolution.from_stored(
+                fields["resolution"], fields["resolved_by"], fields["resolved_at"]
+            )
+            if "resolution" in fields
+            else None,
+        )
+
+
+class Label(BaseModel):
+    """What the reviewer decided: the human label a calibration profile is fitted on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    violation: bool
+    rule_ids: list[str] = Field(default_factory=list, description="Rules the content breaks.")
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _rules_name_the_violation(self) -> Label:
+        if self.violation and not self.rule_ids:
+            msg = "a violation must name at least one rule id"
+            raise ValueError(msg)
+        return self
+
+
+class Resolution(Label):
+    """A label with who gave it and when (Redis server time)."""
+
+    reviewer: str
+    resolved_at: datetime
+
+    @classmethod
+    def from_stored(cls, label: str, reviewer: str, resolved_at: str) -> Resolution:
+        return cls(**json.loads(label), reviewer=reviewer, resolved_at=_ms_to_dt(resolved_at))
+
+
+class Claim(BaseModel):
+    """A reviewer's hold on one entry; `token` must accompany extend/release/resolve."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry: ReviewEntry
+    token: str
+    expires_at: datetime
+
+
+class LabelledExample(BaseModel):
+    """A resolution with the Decision and item it judged, for calibration and audits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    resolution: Resolution
+    decision: Decision
+    item: ContentItem
+
+
+class QueueSize(BaseModel):
+    queued: int
+    claimed: int
+
+
+ReviewEntry.model_rebuild()
+
+
+class ReviewQueue:
+    """Review storage for one namespace; safe to share between threads."""
+
+    def __init__(self, client: redis.Redis[str], namespace: str, *, lease_s: int = 900) -> None:
+        self.redis = client
+        self.lease_s = lease_s
+        self.queue_key = f"{namespace}:review:queue"
+        self.leases_key = f"{namespace}:review:leases"
+        self.labels_key = f"{namespace}:review:labels"
+        self.entry_prefix = f"{namespace}:review:entry:"
+        self._claim = client.register_script(LUA_LIB + _CLAIM)
+        self._extend = client.register_script(LUA_LIB + _CHECK_LEASE + _EXTEND)
+        self._release = client.register_script(LUA_LIB + _CHECK_LEASE + _RELEASE)
+        self._resolve = client.register_script(LUA_LIB + _CHECK_LEASE + _RESOLVE)
+        self._enqueue = client.register_script(LUA_LIB + _ENQUEUE)
+        self._sweep = client.register_script(LUA_LIB + _SWEEP)
+
+    @property
+    def _keys(self) -> list[str]:
+        return [self.queue_key, self.leases_key, self.labels_key]
+
+    def entry_key(self, key: str) -> str:
+        return self.entry_prefix + key
+
+    # -- producers -------------------------------------------------------------------------
+
+    def enqueue(self, decision: Decision, item: ContentItem) -> bool:
+        """Queue a Decision for review; False if this key was queued before (once per key).
+
+        Workers do this inside the publish script instead (`workers.results`), so that a
+        Decision is on the stream and in the queue together or not at all.
+        """
+        added = self._enqueue(
+            keys=[*self._keys, self.entry_key(decision.key)],
+            args=[
+                self.entry_prefix,
+                decision.key,
+                decision.model_dump_json(),
+                item.model_dump_json(),
+                decision.review_priority,
+            ],
+        )
+        return bool(added)
+
+    # -- reviewers -------------------------------------------------------------------------
+
+    def claim(
+        self, reviewer: str, *, key: str | None = None, lease_s: int | None = None
+    ) -> Claim | None:
+        """Take the most urgent entry (or the named one) for `lease_s`; None if none is free."""
+        if not reviewer:
+            msg = "a claim needs a reviewer id"
+            raise ValueError(msg)
+        token = secrets.token_urlsafe(16)
+        raw = self._claim(
+            keys=self._keys,
+            args=[self.entry_prefix, reviewer, token, (lease_s or self.lease_s) * 1000, key or ""],
+        )
+        if not raw:
+            return None
+        entry = ReviewEntry.from_hash(_pairs(raw))
+        assert entry.lease_expires is not None  # noqa: S101 - set by the claim script
+        log.info("review_claimed", key=entry.key, reviewer=reviewer, claims=entry.claims)
+        return Claim(entry=entry, token=token, expires_at=entry.lease_expires)
+
+    def extend(self, key: str, token: str, *, lease_s: int | None = None) -> datetime:
+        """Renew a lease still held; raises LeaseLostError once it has run out."""
+        expires = self._run(self._extend, key, token, (lease_s or self.lease_s) * 1000)
+        return _ms_to_dt(str(expires))
+
+    def release(self, key: str, token: str) -> None:
+        """Give the entry back unresolved, in its original place in the queue."""
+        self._run(self._release, key, token)
+        log.info("review_released", key=key)
+
+    def resolve(
+        self, key: str, token: str, *, violation: bool, rule_ids: list[str], note: str = ""
+    ) -> Resolution:
+        """Record the reviewer's label once, stamped with who held the lease and when."""
+        label = Label(violation=violation, rule_ids=rule_ids, note=note)
+        reply = self._run(self._resolve, key, token, label.model_dump_json())
+        reviewer, resolved_at = (_text(v) for v in reply)
+        resolution = Resolution(
+            **label.model_dump(), reviewer=reviewer, resolved_at=_ms_to_dt(resolved_at)
+        )
+        log.info("review_resolved", key=key, reviewer=resolution.reviewer, violation=violation)
+        return resolution
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> ReviewEntry | None:
+        fields = self.redis.hgetall(self.entry_key(key))
+        return ReviewEntry.from_hash(_decoded(fields)) if fields else None
+
+    def pending(self, limit: int = 50, offset: int = 0) -> list[ReviewEntry]:
+        """Queued entries in the order they will be claimed."""
+        self.requeue_expired()
+        keys = self.redis.zrange(self.queue_key, offset, offset + limit - 1)
+        return [e for k in keys if (e := self.get(_text(k))) is not None]
+
+    def claimed(self) -> list[ReviewEntry]:
+        self.requeue_expired()
+        keys = self.redis.zrange(self.leases_key, 0, -1)
+        return [e for k in keys if (e := self.get(_text(k))) is not None]
+
+    def size(self) -> QueueSize:
+        self.requeue_expired()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.queue_key)
+            pipe.zcard(self.leases_key)
+            queued, claimed = pipe.execute()
+        return QueueSize(queued=queued, claimed=claimed)
+
+    def requeue_expired(self) -> int:
+        """Return entries whose lease ran out to the queue; the count of expired leases."""
+        return int(self._sweep(keys=self._keys, args=[self.entry_prefix]))
+
+    def labelled(self, after: str = "-", count: int | None = None) -> Iterator[LabelledExample]:
+        """Resolutions in the order they were made, with their Decisions: labelled data.
+
+        `after` is a stream id to resume from (exclusive), so an export can be incremental.
+        """
+        start = after if after == "-" else f"({after}"
+        while True:
+            batch = self.redis.xrange(self.labels_key, start, "+", count=count or 500)
+            for entry_id, fields in batch:
+                f = _decoded(fields)
+                yield LabelledExample(
+                    key=f["key"],
+                    resolution=Resolution.from_stored(f["label"], f["reviewer"], f["resolved_at"]),
+                    decision=Decision.model_validate_json(f["decision"]),
+                    item=ContentItem.model_validate_json(f["item"]),
+                )
+                start = f"({_text(entry_id)}"
+            if count is not None or not batch:
+                return
+
+    def _run(self, script: Script, key: str, *args: str | int) -> Any:
+        try:
+            return script(keys=self._keys, args=[self.entry_prefix, key, *args])
+        except redis.ResponseError as exc:
+            error = _ERRORS.get(str(exc))
+            if error is None:
+                raise
+            raise error(f"{key}: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decoded(fields: dict[bytes, bytes] | dict[str, str]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in fields.items()}
+
+
+def _pairs(flat: list[bytes] | list[str]) -> dict[str, str]:
+    items = [_text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
