@@ -85,10 +85,17 @@ class LLMAnswer:
 class LLMClient:
     """A configured structured-output client for one model on one endpoint."""
 
-    def __init__(self, settings: Settings, rate_gate: RateGate | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rate_gate: RateGate | None = None,
+        transport: httpx2.BaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network (a proxy, or httpx2.MockTransport in tests)."""
         self.settings = settings
         self.rate_gate = rate_gate
         http_client = httpx2.Client(
+            transport=transport,
             timeout=settings.timeout_s,
             event_hooks={"request": [self._before_request], "response": [self._after_response]},
         )
@@ -101,6 +108,9 @@ class LLMClient:
             http_client=http_client,
         )
         self.instructor = instructor.from_openai(self.openai, mode=MODES[settings.output_mode])
+
+    def close(self) -> None:
+        self.openai.close()
 
     # -- HTTP hooks: every request, including SDK retries and re-asks, passes here ----------
 

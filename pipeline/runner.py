@@ -57,6 +57,16 @@ class Moderator:
         policies = load_policies(settings.policies_dir)
         return cls(settings, policies, LLMClient(settings, rate_gate=rate_gate))
 
+    def close(self) -> None:
+        """Release the HTTP connections to the provider."""
+        self.client.close()
+
+    def __enter__(self) -> Moderator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     @property
     def model(self) -> str:
         return self.settings.model
