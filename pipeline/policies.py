@@ -25,7 +25,14 @@ from typing import Literal, get_args
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 from rapidfuzz import fuzz
 
 from pipeline.errors import PolicyError, PolicyErrors
@@ -56,13 +63,11 @@ NOT_POLICIES = frozenset({"readme.md"})
 #: (SPAM), SEX 67 (SEXUAL) are suggested; THREAT 60 (HATE), PRIVACY 53, FOO 27 are not.
 NEAREST_PREFIX_CUTOFF = 65.0
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
-
 
 class Rule(BaseModel):
     """One rule: what the model cites (`id`) and what it reads (text, examples)."""
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=rf"^{RULE_ID}$", description="Stable id, e.g. HARASSMENT.2.")
     policy_id: str = Field(pattern=rf"^{POLICY_ID}$")
@@ -83,7 +88,7 @@ class Rule(BaseModel):
 class Policy(BaseModel):
     """One policy file: a title, a description and its rules."""
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=rf"^{POLICY_ID}$")
     title: str = Field(min_length=1)
@@ -180,10 +185,12 @@ def _prefix_similarity(cited: str, policy_id: str) -> float:
 
 def default_policies_dir() -> Path:
     """The policy set shipped with quoteguard: the repository's `policies/` folder."""
-    # Not importlib.resources.files("policies"): for a data-only namespace package it gives
-    # a MultiplexedPath (not a Path) merging every `policies/` folder on sys.path, the
-    # working directory's too under `python -m`. The folder installed beside this package
-    # is the shipped one in a checkout, an editable install and a wheel alike.
+    # Not importlib.resources.files("policies"). `policies` is a data-only namespace package,
+    # and files() of one raises NotADirectoryError under our setuptools editable install
+    # (the finder's path-hook placeholder sits in its __path__; python/importlib_resources
+    # #311); elsewhere it merges every `policies/` folder on sys.path, the working
+    # directory's under `python -m`. The folder beside this package is the shipped one in a
+    # checkout, an editable install and a wheel alike.
     return Path(__file__).resolve().parent.parent / "policies"
 
 
@@ -271,8 +278,12 @@ def load_policy_file(path: Path) -> Policy:
             "save the file as UTF-8",
         ) from exc
     parser = _PolicyParser(path, source)
-    policy = parser.parse()
-    _raise(path, parser.errors)
+    try:
+        policy = parser.parse()
+    except ValidationError as exc:  # a gap in the parser's checks; still say which file
+        raise PolicyError(path, None, f"invalid policy: {exc}") from exc
+    # In file order, not in the order the checks happened to run.
+    _raise(path, sorted(parser.errors, key=lambda error: error.line or 0))
     assert policy is not None  # noqa: S101 - parse() returns None only alongside errors
     return policy
 
@@ -310,6 +321,7 @@ class _RuleDraft:
         self.examples: dict[str, list[str]] = {"violating": [], "non_violating": []}
         self.section: str | None = None
         self.section_lines: dict[str, int] = {}
+        self.broken_sections: set[str] = set()  # already reported: no follow-on errors
 
 
 class _PolicyParser:
@@ -320,6 +332,8 @@ class _PolicyParser:
         self.errors: list[PolicyError] = []
         self.title: str | None = None
         self.title_line = 1
+        self.untitled_reported = False
+        self.rule_headings = 0
         self.description: list[str] = []
         self.policy_id: tuple[str, int] | None = None  # id and the line that set it
         self.rules: list[Rule] = []
@@ -336,24 +350,26 @@ class _PolicyParser:
             if _is_comment(node):
                 continue  # <!-- notes for writers --> are not policy
             line = _line_of(node)
+            if self.title is None and node.tag != "h1" and not self.untitled_reported:
+                # Reported once; the rest is still read so that its problems show too.
+                self.error(line, "the file must start with the policy title, a '# Title' line")
+                self.untitled_reported = True
             if node.type == "heading":
                 self.heading(node, line)
-            elif self.title is None:
-                self.error(line, "the file must start with the policy title, a '# Title' line")
-                self.title = ""  # reported once; keep reading to find the other problems
             else:
                 self.block(node, line)
-        if self.title is None:
-            self.error(1, "the file is empty: it needs a '# Title' line and at least one rule")
-            return None
         self.finish_rule()
+        if self.title is None:
+            if not self.untitled_reported:
+                self.error(1, "the file is empty: it needs a '# Title' line and rules")
+            return None
         if not self.description:
             self.error(
                 self.title_line,
                 "the policy has no description: write what it covers and why in the "
                 "paragraphs between the '# Title' and the first rule",
             )
-        if not self.rules and not self.errors:
+        if not self.rule_headings:
             self.error(self.title_line, "the policy has no rules ('## POLICY.1 Title')")
         if self.errors or self.policy_id is None:
             return None
@@ -378,10 +394,6 @@ class _PolicyParser:
                 self.title = ""
             else:
                 self.title, self.title_line = text, line
-        elif self.title is None:
-            self.error(line, "the file must start with the policy title, a '# Title' line")
-            self.title = ""
-            self.heading(node, line)
         elif level == 2:
             self.finish_rule()
             self.start_rule(text, line)
@@ -391,6 +403,7 @@ class _PolicyParser:
             self.error(line, f"'{'#' * level} {text}': headings below ### are not used")
 
     def start_rule(self, text: str, line: int) -> None:
+        self.rule_headings += 1
         match = _RULE_HEADING.match(text)
         rule_id, title = (match["id"], match["title"].strip()) if match else (text, "")
         if not re.fullmatch(RULE_ID, rule_id):
@@ -465,11 +478,18 @@ class _PolicyParser:
         """Rule text; a paragraph starting `Severity:` sets the severity instead."""
         text = self.source_of(node)
         if node.type == "paragraph":
-            first = _plain(node, softbreak="\n").partition("\n")[0]
-            severity = _SEVERITY_LINE.match(first)
-            if severity:
-                self.severity(draft, severity["value"], line)
-                text = _unwrap(self.lines[line : _end_of(node)])  # the rest is rule text
+            # A `Severity:` line may open a paragraph of rule text or sit inside one; it
+            # is never text (a second one is a mistake, not policy).
+            source = self.lines[line - 1 : _end_of(node)]
+            plain = _plain(node, softbreak="\n").split("\n")
+            kept = []
+            for offset, (written, read) in enumerate(zip(source, plain, strict=False)):
+                severity = _SEVERITY_LINE.match(read)
+                if severity:
+                    self.severity(draft, severity["value"], line + offset)
+                else:
+                    kept.append(written)
+            text = _unwrap(kept)
         if text:
             draft.text.append(text)
 
@@ -482,7 +502,7 @@ class _PolicyParser:
             return
         draft.severity_line = line
         draft.severity = SEVERITIES.get(value.lower())
-        if draft.severity_line is None:
+        if draft.severity is None:
             self.error(
                 line,
                 f"rule {draft.id} has severity '{value}'; use one of {', '.join(SEVERITIES)}",
@@ -495,14 +515,16 @@ class _PolicyParser:
                 f"under '### {_label(section)}' of rule {draft.id} write examples as list items "
                 "('- ...'); explanations belong in the rule text",
             )
+            draft.broken_sections.add(section)
             return
         for item in node.children:
             item_line = _line_of(item)
-            example = ""
             if len(item.children) == 1 and item.children[0].type == "paragraph":
-                example = _example_text(item.children[0])
-            if example:
-                draft.examples[section].append(example)
+                draft.examples[section].append(_example_text(item.children[0]))
+                continue
+            draft.broken_sections.add(section)
+            if not item.children:
+                self.error(item_line, f"an example of rule {draft.id} is empty")
             else:
                 self.error(
                     item_line,
@@ -522,7 +544,7 @@ class _PolicyParser:
             )
         if not draft.text:
             self.error(draft.line, f"rule {draft.id} has no rule text under its heading")
-        if not draft.examples["violating"]:
+        if not draft.examples["violating"] and "violating" not in draft.broken_sections:
             self.error(
                 draft.line,
                 f"rule {draft.id} has no violating example: add a '### Violates' list",
@@ -572,9 +594,9 @@ def _label(section: str) -> str:
     return next(name for name, value in _SECTIONS.items() if value == section).capitalize()
 
 
-def _plain(node: SyntaxTreeNode, softbreak: str = " ") -> str:
+def _plain(node: SyntaxTreeNode, softbreak: str = " ", *, mark_escapes: bool = False) -> str:
     """The text of inline Markdown as a reader sees it: no markup, escapes resolved."""
-    if node.type == "text_special" and node.info == "escape":
+    if mark_escapes and node.type == "text_special" and node.info == "escape":
         return _ESCAPED.get(node.content, node.content)
     if node.type in ("text", "text_special", "code_inline", "html_inline"):
         return node.content
@@ -582,12 +604,12 @@ def _plain(node: SyntaxTreeNode, softbreak: str = " ") -> str:
         return softbreak
     if node.type == "hardbreak":
         return "\n"
-    return "".join(_plain(child, softbreak) for child in node.children)
+    return "".join(_plain(child, softbreak, mark_escapes=mark_escapes) for child in node.children)
 
 
 def _example_text(paragraph: SyntaxTreeNode) -> str:
     """An example without its trailing `(note for humans)`; `\\(` keeps a literal one."""
-    text = _plain(paragraph).strip()
+    text = _plain(paragraph, mark_escapes=True).strip()
     if text.endswith(")"):
         depth = 0
         for i in range(len(text) - 1, -1, -1):
