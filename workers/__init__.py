@@ -1,0 +1,45 @@
+"""quoteguard workers: the pipeline behind Celery on Redis, losing nothing.
+
+    from workers import submit
+    task_id = submit({"id": "42", "text": "..."})     # or a pipeline.models.ContentItem
+
+Decisions arrive on the Redis stream `<namespace>:decisions` (see `workers.results.Results`)
+and, if configured, by signed webhook; human_review and error Decisions also wait in the
+review queue (`workers.review_queue.ReviewQueue`). Producers that do not import this package
+send the task by name: `quoteguard.moderate` with one argument, the item as a JSON object,
+on the queue named by QUOTEGUARD_NAMESPACE (default "quoteguard").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline.models import ContentItem
+
+__all__ = ["submit", "submit_many"]
+
+
+def submit(item: ContentItem | Mapping[str, Any], *, countdown: float | None = None) -> str:
+    """Queue one item for moderation; returns the Celery task id."""
+    # Imported on use: `import workers.review_queue` (a review UI) must not load Celery, the
+    # pipeline's LLM client and the app's settings.
+    from workers.tasks import moderate  # noqa: PLC0415
+
+    content = item if isinstance(item, ContentItem) else ContentItem.model_validate(item)
+    result = moderate.apply_async(args=[content.model_dump(mode="json")], countdown=countdown)
+    return str(result.id)
+
+
+def submit_many(items: Iterable[ContentItem | Mapping[str, Any]]) -> int:
+    """Queue many items over one broker connection; returns how many were sent."""
+    from workers.app import app  # noqa: PLC0415 - see submit()
+    from workers.tasks import moderate  # noqa: PLC0415
+
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for item in items:
+            content = item if isinstance(item, ContentItem) else ContentItem.model_validate(item)
+            moderate.apply_async(args=[content.model_dump(mode="json")], producer=producer)
+            sent += 1
+    return sent

@@ -145,6 +145,11 @@ class Results:
                 after = entry.stream_id
                 yield entry
 
+    def body(self, stream_id: str) -> str | None:
+        """The published Decision JSON at `stream_id`; None once the stream was trimmed."""
+        entries = self.redis.xrange(self.stream_key, stream_id, stream_id)
+        return _text(fields_of(entries[0][1])) if entries else None
+
     def length(self) -> int:
         return int(self.redis.xlen(self.stream_key))
 

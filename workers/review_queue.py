@@ -276,6 +276,7 @@ class LabelledExample(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    stream_id: str = Field(description="Pass as `after` to resume an export here.")
     key: str
     resolution: Resolution
     decision: Decision
@@ -418,6 +419,7 @@ class ReviewQueue:
             for entry_id, fields in batch:
                 f = _decoded(fields)
                 yield LabelledExample(
+                    stream_id=_text(entry_id),
                     key=f["key"],
                     resolution=Resolution.from_stored(f["label"], f["reviewer"], f["resolved_at"]),
                     decision=Decision.model_validate_json(f["decision"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import redis
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -85,6 +86,9 @@ class WorkerSettings(BaseSettings):
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=dict, description="Per-model limits (JSON), overriding rpm/tpm."
     )
+    rate_window_s: int = Field(
+        default=60, gt=0, description="The window rpm/tpm count over: a minute, as providers."
+    )
     rate_wait_max_s: float = Field(
         default=60.0,
         gt=0,
@@ -123,6 +127,16 @@ SDK_MAX_BACKOFF_S = 120.0
 def worker_settings() -> WorkerSettings:
     """The process-wide settings, read from the environment once."""
     return WorkerSettings()
+
+
+def redis_client(url: str) -> redis.Redis[str]:
+    """A client for our own keys (not the broker's): str in, str out."""
+    # Keepalive and health checks: a Redis restarted behind a load balancer or failover
+    # otherwise leaves a half-open connection that only a long TCP timeout reveals.
+    client: redis.Redis[str] = redis.Redis.from_url(
+        url, decode_responses=True, socket_keepalive=True, health_check_interval=15
+    )
+    return client
 
 
 def longest_task_s(settings: WorkerSettings, pipeline: PipelineSettings) -> float:

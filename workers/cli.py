@@ -1,0 +1,204 @@
+"""Commands for the workers: `quoteguard worker | submit | results | review ...`.
+
+`register(main_app)` adds them to the main `quoteguard` CLI (through the
+`quoteguard.commands` entry-point group, so `pipeline` never imports `workers`); `app` is
+the same commands as a typer app of their own (`python -m workers.cli`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from pipeline.inputs import InputProblem, read_items
+from workers.results import Results
+from workers.review_queue import ReviewError, ReviewQueue
+from workers.settings import redis_client, worker_settings
+
+Pool = Literal["threads", "gevent", "prefork"]
+
+#: The pool `quoteguard worker` uses; see benchmarks/README.md ("Workers") for the figures.
+DEFAULT_POOL: Pool = "threads"
+#: LLM calls are I/O: a worker spends nearly all of a task waiting on the provider.
+DEFAULT_CONCURRENCY = 64
+
+app = typer.Typer(help="Celery workers on Redis.", no_args_is_help=True)
+review_app = typer.Typer(help="The human review queue (for ops; reviewers use the UI).")
+
+
+def register(main: typer.Typer) -> None:
+    main.command("worker")(worker)
+    main.command("submit")(submit)
+    main.command("results")(results)
+    main.add_typer(review_app, name="review")
+
+
+def worker(
+    pool: Annotated[str, typer.Option("--pool", "-P", help="threads | gevent | prefork")] = (
+        DEFAULT_POOL
+    ),
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = DEFAULT_CONCURRENCY,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
+) -> None:
+    """Start a worker: `celery -A workers.app worker` with defaults for I/O-bound LLM calls."""
+    if pool not in ("threads", "gevent", "prefork"):
+        raise typer.BadParameter("pool must be threads, gevent or prefork", param_hint="--pool")
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
+    argv += ["-P", pool, "-c", str(concurrency), "-Q", worker_settings().queue, "-l", loglevel]
+    if hostname:
+        argv += ["-n", hostname]
+    # exec, not a child: signals (TERM for warm shutdown) reach Celery directly. gevent must
+    # patch before anything else is imported, which Celery's own entry point does.
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
+
+
+def submit(
+    path: Annotated[Path, typer.Argument(help="JSONL of items, one {id, text, meta} per line.")],
+) -> None:
+    """Queue every line of a JSONL file; bad lines become error Decisions, never vanish."""
+    # Imported here: they load Celery and the pipeline, which the other commands do not need.
+    from workers import submit_many  # noqa: PLC0415
+    from workers.service import PROBLEM_FIELD  # noqa: PLC0415
+
+    problems = 0
+
+    def payloads() -> object:
+        nonlocal problems
+        for entry in read_items(path):
+            if isinstance(entry, InputProblem):
+                problems += 1
+                typer.echo(f"{path}:{entry}", err=True)
+                # The worker turns this into an error Decision that names the problem.
+                yield {"id": entry.item_id, PROBLEM_FIELD: entry.message}
+            else:
+                yield entry.model_dump(mode="json")
+
+    sent = submit_many(payloads())  # type: ignore[arg-type]
+    typer.echo(f"queued {sent} items ({problems} with input problems) on {worker_settings().queue}")
+
+
+def results(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new Decisions.")] = False,
+    after: Annotated[
+        str, typer.Option("--after", help="Stream id to start after; 0 = from the beginning.")
+    ] = "0",
+    count: Annotated[int, typer.Option("--count", "-n", min=1)] = 100,
+) -> None:
+    """Print Decisions from the stream as JSON lines (with --follow, forever)."""
+    settings = worker_settings()
+    stream = Results(redis_client(settings.redis_url), settings.namespace)
+    if follow:
+        # Like `tail -f`: without --after, only what arrives from now on.
+        for entry in stream.follow("$" if after == "0" else after):
+            _print_entry(entry.stream_id, entry.decision.model_dump_json())
+        return
+    for entry in stream.read(after, count=count):
+        _print_entry(entry.stream_id, entry.decision.model_dump_json())
+
+
+def _print_entry(stream_id: str, decision_json: str) -> None:
+    # JSON (ASCII-escaped) so hostile content cannot drive the terminal.
+    typer.echo(json.dumps({"stream_id": stream_id, "decision": json.loads(decision_json)}))
+
+
+# ----------------------------------------------------------------------------- review
+
+
+def _queue() -> ReviewQueue:
+    settings = worker_settings()
+    return ReviewQueue(
+        redis_client(settings.redis_url), settings.namespace, lease_s=settings.review_lease_s
+    )
+
+
+@review_app.command("list")
+def review_list(limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
+    """Queued entries in claim order, and the queue's size."""
+    queue = _queue()
+    size = queue.size()
+    typer.echo(f"queued={size.queued} claimed={size.claimed}", err=True)
+    for entry in queue.pending(limit=limit):
+        typer.echo(
+            json.dumps(
+                {
+                    "key": entry.key,
+                    "priority": entry.priority,
+                    "outcome": entry.decision.outcome,
+                    "reasons": entry.decision.reasons,
+                    "enqueued_at": entry.enqueued_at.isoformat(),
+                    "claims": entry.claims,
+                }
+            )
+        )
+
+
+@review_app.command("claim")
+def review_claim(
+    reviewer: Annotated[str, typer.Option("--reviewer", "-r", help="Who is claiming.")],
+    key: Annotated[str | None, typer.Option("--key", help="A specific entry.")] = None,
+    lease_s: Annotated[int | None, typer.Option("--lease", min=1)] = None,
+) -> None:
+    """Claim the most urgent entry (or --key); prints the entry and its lease token."""
+    queue = _queue()
+    claim = queue.claim(reviewer, key=key, lease_s=lease_s)
+    if claim is None:
+        typer.echo("nothing to claim", err=True)
+        raise typer.Exit(1)
+    typer.echo(claim.model_dump_json())
+
+
+@review_app.command("resolve")
+def review_resolve(
+    key: Annotated[str, typer.Argument()],
+    token: Annotated[str, typer.Option("--token", help="From `review claim`.")],
+    violation: Annotated[bool, typer.Option("--violation/--no-violation")],
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="Rule id; repeatable.")] = None,
+    note: Annotated[str, typer.Option("--note")] = "",
+) -> None:
+    """Record the label for a claimed entry (once)."""
+    queue = _queue()
+    try:
+        resolution = queue.resolve(key, token, violation=violation, rule_ids=rule or [], note=note)
+    except (ReviewError, ValueError) as exc:
+        typer.echo(f"not resolved: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(resolution.model_dump_json())
+
+
+@review_app.command("release")
+def review_release(
+    key: Annotated[str, typer.Argument()],
+    token: Annotated[str, typer.Option("--token")],
+) -> None:
+    """Give a claimed entry back to the queue unresolved."""
+    queue = _queue()
+    try:
+        queue.release(key, token)
+    except ReviewError as exc:
+        typer.echo(f"not released: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@review_app.command("export")
+def review_export(
+    after: Annotated[str, typer.Option("--after", help="Resume after this stream id.")] = "-",
+) -> None:
+    """Every resolution with its Decision and content, as JSON lines (labelled data)."""
+    queue = _queue()
+    for example in queue.labelled(after):
+        typer.echo(example.model_dump_json())
+
+
+app.command("worker")(worker)
+app.command("submit")(submit)
+app.command("results")(results)
+app.add_typer(review_app, name="review")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,55 @@
+"""Worker start-up: logging, the visibility-timeout check and the /metrics server.
+
+Connected to Celery's signals, so `celery -A workers.app worker` and `quoteguard worker`
+start the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+from celery.signals import worker_init, worker_ready
+
+from pipeline.config import load_settings
+from pipeline.log import configure_logging
+from workers import metrics
+from workers.settings import check_visibility_timeout, redis_client, worker_settings
+
+log = structlog.get_logger("quoteguard.workers")
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    pipeline = load_settings()
+    configure_logging(pipeline.log_level, pipeline.log_format)
+    # The HTTP clients log every request at INFO: one line per model call is noise here,
+    # and the structlog events already say what happened to each item.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    settings = worker_settings()
+    # Fail at start-up, not by duplicate work under load.
+    check_visibility_timeout(settings, pipeline)
+    pool = str(getattr(sender, "pool_cls", ""))
+    if "prefork" in pool and settings.metrics_port is not None:
+        log.warning(
+            "metrics_prefork_pool",
+            hint="task metrics are counted in child processes; use -P threads or gevent, "
+            "or prometheus_client multiprocess mode",
+        )
+    log.info(
+        "worker_starting",
+        queue=settings.queue,
+        model=pipeline.model,
+        visibility_timeout_s=settings.visibility_timeout_s,
+        max_retries=settings.max_retries,
+    )
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _on_worker_ready(**_: Any) -> None:
+    settings = worker_settings()
+    if settings.metrics_port is not None:
+        client = redis_client(settings.redis_url)
+        metrics.serve(settings.metrics_port, client, settings.queue, settings.namespace)

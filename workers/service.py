@@ -1,0 +1,193 @@
+"""What a moderation task does, apart from Celery: decide an item once, publish it once.
+
+Kept out of `workers.tasks` so the tasks stay thin (deserialise, call `handle`, turn its
+answer into a Celery retry) and so this logic can be read and tested without a broker.
+
+One process builds one `Runtime` (Redis client, shared rate gate, Moderator) on first use and
+shares it between its threads or greenlets; the Moderator is thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from pydantic import ValidationError
+
+from pipeline.config import Settings as PipelineSettings
+from pipeline.config import load_settings
+from pipeline.errors import InputError, LLMTransientError
+from pipeline.models import ContentItem, Decision
+from pipeline.runner import Moderator
+from workers import metrics
+from workers.rate_limit import RedisRateGate
+from workers.results import Published, Results
+from workers.settings import WorkerSettings, redis_client, worker_settings
+
+log = structlog.get_logger("quoteguard.workers")
+
+#: A payload carrying this field is an input line that never became an item; the value
+#: says what is wrong with it (set by `quoteguard submit`).
+PROBLEM_FIELD = "_problem"
+#: How much of an unparseable payload a reviewer gets to see.
+RAW_PAYLOAD_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: WorkerSettings
+    redis: redis.Redis[str]
+    moderator: Moderator
+    results: Results
+
+
+def build_runtime(settings: WorkerSettings, pipeline: PipelineSettings) -> Runtime:
+    client = redis_client(settings.redis_url)
+    gate = RedisRateGate(
+        client,
+        settings.namespace,
+        settings.limit_for,
+        max_wait_s=settings.rate_wait_max_s,
+        window_ms=settings.rate_window_s * 1000,
+        on_wait=metrics.observe_rate_wait,
+    )
+    results = Results(
+        client,
+        settings.namespace,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        stream_maxlen=settings.stream_maxlen,
+    )
+    moderator = Moderator.from_settings(pipeline, rate_gate=gate)
+    return Runtime(settings=settings, redis=client, moderator=moderator, results=results)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built once from the environment."""
+    global _runtime  # noqa: PLW0603 - one per process, built lazily after the fork
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(worker_settings(), load_settings())
+        return _runtime
+
+
+# ----------------------------------------------------------------------------- one item
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """The provider is unavailable: run the task again after `countdown` seconds."""
+
+    error: LLMTransientError
+    countdown: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """The item's Decision is published (by this run or an earlier one)."""
+
+    key: str
+    published: Published
+    #: The Decision JSON to send by webhook, when this run is responsible for sending it.
+    webhook_body: str | None
+
+
+def decision_key(moderator: Moderator, item_id: str) -> str:
+    """`Decision.key` before the Decision exists: policy_version:model:item_id."""
+    return f"{moderator.policy_version}:{moderator.model}:{item_id}"
+
+
+def retry_countdown(
+    retries: int, retry_after: float | None, *, base_s: float, cap_s: float
+) -> float:
+    """Exponential backoff with jitter, never sooner than the provider's Retry-After.
+
+    Capped, because a retried task waits on a worker with its message unacked and must
+    finish within the broker's visibility timeout.
+    """
+    backoff = base_s * 2.0**retries * random.uniform(0.5, 1.0)
+    return min(cap_s, max(retry_after or 0.0, backoff))
+
+
+def handle(rt: Runtime, payload: Any, *, task_id: str, retries: int) -> Done | RetryLater:
+    """Decide `payload` unless its Decision exists; publish; say whether to retry."""
+    item, rejected = parse_item(rt.moderator, payload)
+    key = decision_key(rt.moderator, item.id)
+    seen = rt.results.seen(key)
+    if seen is not None:
+        # Redelivered or resubmitted: no second model call, no second Decision. If this is
+        # the very task that published (it died before finishing), it re-sends the webhook.
+        log.info("decision_exists", key=key, same_task=seen.task_id == task_id)
+        body = rt.results.body(seen.stream_id) if seen.task_id == task_id else None
+        return Done(key, seen, body)
+    decision = rejected or _decide(rt, item, retries)
+    if isinstance(decision, RetryLater):
+        return decision
+    published = rt.results.publish(decision, item, task_id)
+    if published.created:
+        metrics.observe_decision(decision)
+        return Done(key, published, decision.model_dump_json())
+    metrics.DUPLICATES.inc()
+    return Done(key, published, None)
+
+
+def _decide(rt: Runtime, item: ContentItem, retries: int) -> Decision | RetryLater:
+    try:
+        return rt.moderator.attempt(item)
+    except LLMTransientError as exc:
+        metrics.LLM_ERRORS.labels(exc.kind).inc()
+        if retries < rt.settings.max_retries:
+            countdown = retry_countdown(
+                retries,
+                exc.retry_after,
+                base_s=rt.settings.retry_backoff_s,
+                cap_s=rt.settings.retry_backoff_max_s,
+            )
+            log.warning(
+                "item_retry_scheduled",
+                item_id=item.id,
+                retries=retries,
+                countdown_s=round(countdown, 2),
+                error=str(exc),
+            )
+            return RetryLater(exc, countdown)
+        return rt.moderator.failed(item, exc)
+    except Exception as exc:  # never dropped: a bug becomes an error Decision (logged)
+        log.exception("internal_error", item_id=item.id)
+        return rt.moderator.failed(item, exc)
+
+
+def parse_item(moderator: Moderator, payload: Any) -> tuple[ContentItem, Decision | None]:
+    """The item, or (for a payload that is not one) a stand-in and its error Decision.
+
+    A malformed message from someone else's producer still ends in the review queue, with
+    its raw content for the reviewer, rather than failing the task and vanishing.
+    """
+    if isinstance(payload, dict) and isinstance(payload.get(PROBLEM_FIELD), str):
+        # A line `quoteguard submit` could not read: it names the problem itself.
+        item_id = str(payload.get("id") or "unknown")
+        error = InputError(item_id, payload[PROBLEM_FIELD])
+        return ContentItem(id=item_id, text=""), moderator.rejected(item_id, error)
+    try:
+        return ContentItem.model_validate(payload), None
+    except ValidationError as exc:
+        raw = json.dumps(payload, default=str, ensure_ascii=False)
+        given = payload.get("id") if isinstance(payload, dict) else None
+        item_id = (
+            given
+            if isinstance(given, str) and given
+            else f"invalid-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+        )
+        problem = exc.errors()[0]
+        error = InputError(item_id, f"not a content item: {problem['loc']}: {problem['msg']}")
+        stand_in = ContentItem(id=item_id, text=raw[:RAW_PAYLOAD_CHARS])
+        return stand_in, moderator.rejected(item_id, error)
