@@ -6,6 +6,7 @@ Packages that build on the pipeline (the Celery workers) add their commands thro
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import entry_points
 
 import typer
@@ -22,4 +23,8 @@ moderate.register(app)
 app.add_typer(sim.app, name="sim", help="The simulated OpenAI-compatible model.")
 
 for plugin in entry_points(group="quoteguard.commands"):
-    plugin.load()(app)
+    try:
+        plugin.load()(app)
+    except (ImportError, AttributeError) as exc:
+        # A broken optional plugin must not take the core commands down with it.
+        sys.stderr.write(f"quoteguard: commands of {plugin.name!r} unavailable: {exc}\n")
