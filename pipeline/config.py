@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +67,50 @@ class RoutingConfig(BaseModel):
     invalid_input_priority: int = Field(
         default=5, ge=0, le=100, description="Empty or oversized content: someone should see it."
     )
+
+
+class FallbackConfig(BaseModel):
+    """Sample agreement for borderline items, when logprobs cannot be trusted alone.
+
+    A borderline item (at least one valid violation, and: no profile for the served version,
+    a collapsed signal, a violation without logprobs, or a calibrated confidence inside
+    `band`) pays for ONE extra call asking for `n_samples` choices at `temperature`. The
+    result is recorded and orders the review queue; it never auto-actions (see routing).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(
+        default=False,
+        description="Off by default: each borderline item costs one more call, and without "
+        "a profile fitted on agreement it only orders the review queue.",
+    )
+    n_samples: int = Field(
+        default=5,
+        ge=2,
+        le=20,
+        description="Choices in the extra call: 5 resolves agreement to steps of 0.2, enough "
+        "to order a queue, at the output-token cost of five answers.",
+    )
+    temperature: float = Field(
+        default=1.0,
+        gt=0,
+        le=2,
+        description="Sampling temperature of the extra call: 1.0 samples the model's own "
+        "distribution; at 0 every choice would be the same greedy answer.",
+    )
+    band: tuple[float, float] = Field(
+        default=(0.05, 0.95),
+        description="Calibrated confidences in [low, high) are borderline: below low the "
+        "violation is almost surely spurious, from high up it may be auto-actioned.",
+    )
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> FallbackConfig:
+        low, high = self.band
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"band must satisfy 0 <= low < high <= 1, got {self.band}")
+        return self
 
 
 class Settings(BaseSettings):
@@ -127,6 +171,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
 
     @classmethod
     def settings_customise_sources(

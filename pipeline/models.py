@@ -119,6 +119,20 @@ class FindingReport(Frozen):
         default=None, description="Calibrated probability the violation is real, if profiled."
     )
     verdict_logprobs: list[TokenLogprob] = Field(default_factory=list)
+    agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of fallback samples that gave this rule the same verdict (a sample "
+        "without a finding for the rule counts as verdict false); None if not sampled.",
+    )
+    fallback_confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="agreement x grounding strength: orders the review queue, never "
+        "auto-actions (it is not calibrated).",
+    )
 
     @property
     def grounded(self) -> bool:
@@ -135,12 +149,27 @@ class Usage(Frozen):
     completion_tokens: int = 0
     cached_tokens: int = 0
     calls: int = Field(default=0, description="HTTP calls made, re-asks and retries included.")
+    sample_calls: int = Field(
+        default=0, ge=0, description="Of `calls`, those made for fallback samples."
+    )
 
 
 class ErrorInfo(Frozen):
     kind: str
     message: str
     stage: str
+
+
+class FallbackReport(Frozen):
+    """The one extra call a borderline item paid for: n samples at temperature > 0."""
+
+    reason: str = Field(description="Why the item was borderline, e.g. no_calibration_profile.")
+    requested: int = Field(ge=0, description="Samples asked for (the `n` parameter).")
+    samples: int = Field(ge=0, description="Samples whose JSON parsed; agreement is over these.")
+    agreement: float | None = Field(
+        default=None, ge=0, le=1, description="Share of samples with the same item decision."
+    )
+    error: str | None = Field(default=None, description="Why the call failed, if it did.")
 
 
 class Decision(Frozen):
@@ -160,6 +189,9 @@ class Decision(Frozen):
     usage: Usage = Usage()
     latency_ms: float = 0.0
     errors: list[ErrorInfo] = Field(default_factory=list)
+    fallback: FallbackReport | None = Field(
+        default=None, description="Fallback sampling, if this item was borderline."
+    )
     meta: dict[str, JsonValue] = Field(default_factory=dict)
     decided_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

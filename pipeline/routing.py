@@ -11,6 +11,10 @@
     otherwise                                  -> auto_action
 
 Every rule reads its numbers from `RoutingConfig`; reasons name the rules that fired.
+
+Fallback confidence (sample agreement x grounding strength, `pipeline.agreement`) never
+decides an outcome: no profile is fitted on it, so it cannot say how often it is right. It
+only stands in for a missing calibrated confidence when ordering the review queue.
 """
 
 from __future__ import annotations
@@ -105,6 +109,11 @@ def _invalid_reason(finding: FindingReport) -> str:
     return f"ungrounded_quote:{finding.rule_id}"
 
 
+def _queue_confidence(finding: FindingReport) -> float | None:
+    """Calibrated confidence if there is one, else the fallback score: ordering only."""
+    return finding.confidence if finding.confidence is not None else finding.fallback_confidence
+
+
 def _min_confidence(findings: Sequence[FindingReport]) -> float:
     """The weakest violation decides: every actioned violation must be confident."""
     return min((f.confidence if f.confidence is not None else 0.0) for f in findings)
@@ -112,7 +121,7 @@ def _min_confidence(findings: Sequence[FindingReport]) -> float:
 
 def _priority(findings: Sequence[FindingReport], config: RoutingConfig) -> int:
     base = max((config.severity_priority.get(f.severity or "", 0) for f in findings), default=0)
-    confidences = [f.confidence for f in findings if f.confidence is not None]
+    confidences = [c for f in findings if (c := _queue_confidence(f)) is not None]
     # 1 at confidence 0.5 (or unknown), 0 at 0 or 1: the least sure items are reviewed first.
     weakest = min(confidences) if confidences else 0.5
     uncertainty = 1 - abs(2 * weakest - 1)

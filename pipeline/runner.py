@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 
 import structlog
+from openai.types.chat import ChatCompletionMessageParam
 
+from pipeline.agreement import Fallback
 from pipeline.citations import check_citation
 from pipeline.config import Settings
 from pipeline.errors import InputError, LLMError, LLMTransientError, QuoteguardError
@@ -51,6 +53,7 @@ class Moderator:
         self.policies = policies
         self.client = client
         self.watch = watch or SignalWatch.from_settings(settings)
+        self.fallback = Fallback(client, settings.fallback)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_gate: RateGate | None = None) -> Moderator:
@@ -95,8 +98,9 @@ class Moderator:
         if problem is not None:
             bound.warning("invalid_input", problem=problem.message)
             return self._error_decision(item, problem, "input", start, invalid_input=True)
+        messages = build_messages(item.text, self.policies)
         try:
-            answer = self.client.moderate(build_messages(item.text, self.policies))
+            answer = self.client.moderate(messages)
         except LLMTransientError:
             raise
         except LLMError as exc:
@@ -109,7 +113,7 @@ class Moderator:
             calls=answer.stats.calls,
             findings=len(answer.result.findings),
         )
-        return self._decide(item, answer, start, bound)
+        return self._decide(item, messages, answer, start, bound)
 
     def failed(self, item: ContentItem, error: Exception) -> Decision:
         """The error Decision for an item whose retries are spent; it goes to review."""
@@ -136,19 +140,30 @@ class Moderator:
     # -- stages after the model answered -----------------------------------------------------
 
     def _decide(
-        self, item: ContentItem, answer: LLMAnswer, start: float, bound: structlog.BoundLogger
+        self,
+        item: ContentItem,
+        messages: list[ChatCompletionMessageParam],
+        answer: LLMAnswer,
+        start: float,
+        bound: structlog.BoundLogger,
     ) -> Decision:
         completion = answer.completion
         findings = answer.result.findings
         signal = read_signal(completion, len(findings))
-        standing = self.watch.standing(
-            completion.model, completion.system_fingerprint, signal.verdicts
-        )
         # Normalised once per item; every quote of every finding is located against it.
         content = Grounder(item.text)
-        reports = [
-            self._check_finding(f, v, content, standing)
+        checked = [
+            self._check_finding(f, v, content)
             for f, v in zip(findings, signal.verdicts, strict=True)
+        ]
+        # The live collapse window sees the same population a profile is fitted on: valid
+        # violations. Verdict-false findings sit near p=0 and would hide a collapse (all
+        # violations at p=1) behind a spread that only says "the verdicts differ".
+        live = [v for r, v in zip(checked, signal.verdicts, strict=True) if r.verdict and r.valid]
+        standing = self.watch.standing(completion.model, completion.system_fingerprint, live)
+        reports = [
+            r.model_copy(update={"confidence": self.watch.calibrate(standing, r.p_true)})
+            for r in checked
         ]
         for report in reports:
             bound.info(
@@ -160,11 +175,14 @@ class Moderator:
                 p_true=report.p_true,
                 confidence=report.confidence,
             )
+        fallback = self.fallback.apply(messages, reports, standing, bound)
+        reports = fallback.reports
         routed = route(reports, standing, self.settings.routing)
         bound.info(
             "routed", outcome=routed.outcome, priority=routed.priority, reasons=routed.reasons
         )
         usage = completion.usage
+        extra = fallback.usage
         return Decision(
             item_id=item.id,
             outcome=routed.outcome,
@@ -178,16 +196,20 @@ class Moderator:
             profile_id=standing.profile_id,
             signal=_with_standing(signal.report, standing),
             usage=Usage(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
+                prompt_tokens=(usage.prompt_tokens if usage else 0) + extra.prompt_tokens,
+                completion_tokens=(usage.completion_tokens if usage else 0)
+                + extra.completion_tokens,
                 cached_tokens=(
                     usage.prompt_tokens_details.cached_tokens or 0
                     if usage and usage.prompt_tokens_details
                     else 0
-                ),
-                calls=answer.stats.calls,
+                )
+                + extra.cached_tokens,
+                calls=answer.stats.calls + extra.calls,
+                sample_calls=extra.sample_calls,
             ),
             latency_ms=elapsed_ms(start),
+            fallback=fallback.record,
             meta=item.meta,
         )
 
@@ -196,10 +218,9 @@ class Moderator:
         finding: Finding,
         verdict: VerdictSignal,
         content: Grounder,
-        standing: SignalStanding,
     ) -> FindingReport:
+        """Grounding and citation; confidence is added once the standing is known."""
         rule = self.policies.rule(finding.rule_id.strip())
-        confidence = self.watch.calibrate(standing, verdict.p_true)
         return FindingReport(
             rule_id=finding.rule_id,
             verdict=finding.verdict,
@@ -208,7 +229,6 @@ class Moderator:
             citation=check_citation(finding.rule_id, self.policies),
             severity=rule.severity if rule else None,
             p_true=verdict.p_true,
-            confidence=confidence,
             verdict_logprobs=verdict.tokens,
         )
 
