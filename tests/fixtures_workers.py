@@ -16,16 +16,25 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis
+from celery import Celery
 
 from pipeline.models import ContentItem, Decision
+from pipeline.sim.config import SimConfig
+from pipeline.sim.server import SimServer
+from workers.results import Results
+from workers.review_queue import ReviewQueue
 from workers.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +91,7 @@ def namespace(redis_client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture
 def settings(redis_url: str, namespace: str) -> WorkerSettings:
-    return WorkerSettings(redis_url=redis_url, namespace=namespace, metrics_port=None)
+    return WorkerSettings(redis_url=redis_url, namespace=namespace, metrics_port=0)
 
 
 def make_decision(
@@ -134,8 +143,11 @@ class Processes:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log_file = (self.logs / f"{name}-{len(self.started)}.log").open("wb")
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        with (self.logs / f"{name}-{len(self.started)}.log").open("wb") as log_file:
+            # The child keeps its own copy of the descriptor; ours can close at once.
+            proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
         self.started.append(proc)
         return proc
 
@@ -168,3 +180,167 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+
+class Receiver:
+    """A real HTTP server that answers with scripted statuses and records what it got."""
+
+    def __init__(self) -> None:
+        self.statuses: list[tuple[int, dict[str, str]]] = []
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.received.append((dict(self.headers.items()), body))
+                    status, headers = receiver.statuses.pop(0) if receiver.statuses else (200, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ----------------------------------------------------------------------------- a fleet
+
+#: Settings that keep the longest task short enough for a 10 s visibility timeout, so a
+#: killed worker's items come back within the test's time (the start-up check enforces it).
+FAST_WORKER_ENV = {
+    "QUOTEGUARD_MODEL": "sim-calibrated",
+    "QUOTEGUARD_LOG_LEVEL": "warning",
+    "QUOTEGUARD_METRICS_PORT": "0",
+    "QUOTEGUARD_TIMEOUT_S": "2",
+    "QUOTEGUARD_MAX_TRANSPORT_RETRIES": "0",
+    "QUOTEGUARD_MAX_REASKS": "1",
+    "QUOTEGUARD_VISIBILITY_TIMEOUT_S": "10",
+    "QUOTEGUARD_RESTORE_INTERVAL_S": "1",
+    "QUOTEGUARD_RETRY_BACKOFF_S": "0.05",
+    "QUOTEGUARD_RETRY_BACKOFF_MAX_S": "0.5",
+    "QUOTEGUARD_RATE_WAIT_MAX_S": "2",
+    "QUOTEGUARD_MAX_RETRIES": "4",
+}
+
+
+@dataclass
+class Fleet:
+    """Worker processes of one test, all on one Redis db, namespace and simulated model."""
+
+    processes: Processes
+    redis_url: str
+    namespace: str
+    sim: SimServer
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        self.results = Results(client, self.namespace)
+        self.review = ReviewQueue(client, self.namespace)
+        self.redis = client
+        # Producers need not import the workers package: send the task by name, as the
+        # documented signature says.
+        self.producer = Celery("test-producer", broker=self.redis_url)
+        self.producer.conf.update(task_serializer="json", accept_content=["json"])
+
+    def start_worker(
+        self,
+        name: str = "w",
+        *,
+        pool: str = "threads",
+        concurrency: int = 8,
+        via_cli: bool = False,
+        **env: str,
+    ) -> subprocess.Popen[bytes]:
+        """`celery -A workers.app worker ...`, or `quoteguard worker` (via_cli) as users run it."""
+        node = f"{name}-{uuid.uuid4().hex[:6]}@%h"
+        if via_cli:
+            argv = [PYTHON, "-m", "workers.cli", "worker", "-P", pool, "-c", str(concurrency)]
+            argv += ["-l", "warning", "-n", node]
+        else:
+            argv = [PYTHON, "-m", "celery", "-A", "workers.app", "worker", "-P", pool]
+            argv += ["-c", str(concurrency), "-l", "warning", "-n", node]
+            argv += ["--without-mingle", "--without-gossip"]
+        proc = self.processes.start(name, argv, {**self.env, **env})
+        self.workers.append(proc)
+        return proc
+
+    def send(self, payloads: list[dict[str, object]]) -> None:
+        with self.producer.producer_or_acquire() as producer:
+            for payload in payloads:
+                self.producer.send_task(
+                    "quoteguard.moderate", args=[payload], queue=self.namespace, producer=producer
+                )
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        def done() -> bool:
+            for proc in self.workers:
+                if proc.poll() not in (None, -signal.SIGKILL):
+                    pytest.fail(
+                        f"a worker exited with {proc.returncode}; see {self.processes.logs}"
+                    )
+            return self.results.length() >= count
+
+        wait_until(done, timeout, f"{count} decisions", every=0.2)
+
+    def decisions(self) -> list[Decision]:
+        return [entry.decision for entry in self.results.read("0", count=100_000)]
+
+    def sim_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.sim.url}/sim/stats", timeout=5).json()
+        return stats
+
+
+@pytest.fixture
+def make_fleet(
+    processes: Processes,
+    redis_url: str,
+    namespace: str,
+    sim_factory: Callable[..., SimServer],
+) -> Iterator[Callable[..., Fleet]]:
+    """Build a fleet on a simulated model (tests/conftest.py's sim_factory) of a given config."""
+
+    def build(sim_config: SimConfig | None = None, **env: str) -> Fleet:
+        sim = sim_factory(sim_config or SimConfig())
+        worker_env = child_env(
+            **{
+                **FAST_WORKER_ENV,
+                "QUOTEGUARD_REDIS_URL": redis_url,
+                "QUOTEGUARD_NAMESPACE": namespace,
+                "QUOTEGUARD_BASE_URL": sim.base_url,
+                **env,
+            }
+        )
+        return Fleet(processes, redis_url, namespace, sim, worker_env)
+
+    yield build
+    # Workers first, while the simulated model still answers their last calls.
+    processes.stop_all()
+
+
+def item_payloads(count: int, prefix: str = "item") -> list[dict[str, object]]:
+    """Clean, violating (human_review without a calibration profile) and empty (error) items."""
+    texts = [
+        "Lovely weather today, see you at the market on Saturday.",
+        "You are a worthless idiot and nobody wants you here.",
+        "Thanks for the help yesterday, the recipe worked perfectly.",
+        "Shut up, you pathetic moron, you embarrass everyone.",
+        "",  # empty content: an error Decision, routed to review
+    ]
+    return [{"id": f"{prefix}-{n}", "text": texts[n % len(texts)]} for n in range(count)]

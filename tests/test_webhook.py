@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from tests.fixtures_workers import Receiver
 from workers.webhook import (
     DELIVERY_HEADER,
     KEY_HEADER,
@@ -23,37 +22,6 @@ from workers.webhook import (
 
 SECRET = "s3cret-for-tests"  # noqa: S105 - a test key
 BODY = b'{"item_id": "1", "outcome": "auto_action"}'
-
-
-class Receiver:
-    """A real HTTP server that answers with scripted statuses and records what it got."""
-
-    def __init__(self) -> None:
-        self.statuses: list[tuple[int, dict[str, str]]] = []
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers.items()), body))
-                status, headers = receiver.statuses.pop(0) if receiver.statuses else (200, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

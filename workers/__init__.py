@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.models import ContentItem
 
-__all__ = ["submit", "submit_many"]
+__all__ = ["send_payloads", "submit", "submit_many"]
 
 
 def submit(item: ContentItem | Mapping[str, Any], *, countdown: float | None = None) -> str:
@@ -33,13 +33,22 @@ def submit(item: ContentItem | Mapping[str, Any], *, countdown: float | None = N
 
 def submit_many(items: Iterable[ContentItem | Mapping[str, Any]]) -> int:
     """Queue many items over one broker connection; returns how many were sent."""
+    return send_payloads(
+        (item if isinstance(item, ContentItem) else ContentItem.model_validate(item)).model_dump(
+            mode="json"
+        )
+        for item in items
+    )
+
+
+def send_payloads(payloads: Iterable[Mapping[str, Any]]) -> int:
+    """Queue task payloads as they are (no validation: the worker judges them)."""
     from workers.app import app  # noqa: PLC0415 - see submit()
     from workers.tasks import moderate  # noqa: PLC0415
 
     sent = 0
     with app.producer_or_acquire() as producer:
-        for item in items:
-            content = item if isinstance(item, ContentItem) else ContentItem.model_validate(item)
-            moderate.apply_async(args=[content.model_dump(mode="json")], producer=producer)
+        for payload in payloads:
+            moderate.apply_async(args=[dict(payload)], producer=producer)
             sent += 1
     return sent

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
+from pipeline.config import load_settings
 from pipeline.inputs import InputProblem, read_items
+from pipeline.log import configure_logging
 from workers.results import Results
 from workers.review_queue import ReviewError, ReviewQueue
 from workers.settings import redis_client, worker_settings
@@ -36,6 +39,12 @@ def register(main: typer.Typer) -> None:
     main.command("submit")(submit)
     main.command("results")(results)
     main.add_typer(review_app, name="review")
+
+
+def _configure_logging() -> None:
+    """Logs to stderr as JSON, so stdout carries only the command's output."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def worker(
@@ -62,13 +71,14 @@ def submit(
     path: Annotated[Path, typer.Argument(help="JSONL of items, one {id, text, meta} per line.")],
 ) -> None:
     """Queue every line of a JSONL file; bad lines become error Decisions, never vanish."""
+    _configure_logging()
     # Imported here: they load Celery and the pipeline, which the other commands do not need.
-    from workers import submit_many  # noqa: PLC0415
+    from workers import send_payloads  # noqa: PLC0415
     from workers.service import PROBLEM_FIELD  # noqa: PLC0415
 
     problems = 0
 
-    def payloads() -> object:
+    def payloads() -> Iterator[dict[str, object]]:
         nonlocal problems
         for entry in read_items(path):
             if isinstance(entry, InputProblem):
@@ -79,7 +89,7 @@ def submit(
             else:
                 yield entry.model_dump(mode="json")
 
-    sent = submit_many(payloads())  # type: ignore[arg-type]
+    sent = send_payloads(payloads())
     typer.echo(f"queued {sent} items ({problems} with input problems) on {worker_settings().queue}")
 
 
@@ -91,6 +101,7 @@ def results(
     count: Annotated[int, typer.Option("--count", "-n", min=1)] = 100,
 ) -> None:
     """Print Decisions from the stream as JSON lines (with --follow, forever)."""
+    _configure_logging()
     settings = worker_settings()
     stream = Results(redis_client(settings.redis_url), settings.namespace)
     if follow:
@@ -111,6 +122,7 @@ def _print_entry(stream_id: str, decision_json: str) -> None:
 
 
 def _queue() -> ReviewQueue:
+    _configure_logging()
     settings = worker_settings()
     return ReviewQueue(
         redis_client(settings.redis_url), settings.namespace, lease_s=settings.review_lease_s

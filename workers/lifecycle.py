@@ -32,7 +32,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # Fail at start-up, not by duplicate work under load.
     check_visibility_timeout(settings, pipeline)
     pool = str(getattr(sender, "pool_cls", ""))
-    if "prefork" in pool and settings.metrics_port is not None:
+    if "prefork" in pool and settings.metrics_port:
         log.warning(
             "metrics_prefork_pool",
             hint="task metrics are counted in child processes; use -P threads or gevent, "
@@ -50,6 +50,6 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _on_worker_ready(**_: Any) -> None:
     settings = worker_settings()
-    if settings.metrics_port is not None:
+    if settings.metrics_port:
         client = redis_client(settings.redis_url)
         metrics.serve(settings.metrics_port, client, settings.queue, settings.namespace)

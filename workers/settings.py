@@ -99,8 +99,8 @@ class WorkerSettings(BaseSettings):
     review_lease_s: int = Field(
         default=900, gt=0, description="A claim lasts this long unless extended."
     )
-    metrics_port: int | None = Field(
-        default=9808, ge=0, le=65535, description="Prometheus /metrics; None disables it."
+    metrics_port: int = Field(
+        default=9808, ge=0, le=65535, description="Prometheus /metrics; 0 disables it."
     )
 
     @property
