@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from pipeline.cli import moderate, sim
+from pipeline.cli import calibration, moderate, sim
 
 app = typer.Typer(
     name="quoteguard",
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 moderate.register(app)
+calibration.register(app)
 app.add_typer(sim.app, name="sim", help="The simulated OpenAI-compatible model.")
 
 for plugin in entry_points(group="quoteguard.commands"):

@@ -1,0 +1,372 @@
+"""`quoteguard eval | calibrate | compare`: measure, calibrate and gate a model version.
+
+Each command runs the golden set through the real pipeline (cached and resumable under
+--cache-dir, see `pipeline.evaluation`), then calls the calibration library. `--sim` starts
+the simulated model in-process instead of needing --base-url, so a newcomer can try:
+
+    quoteguard sim golden --n 1000 --seed 1 -o golden.jsonl
+    quoteguard calibrate --golden golden.jsonl --model sim-calibrated --sim
+    quoteguard compare --golden golden.jsonl --model sim-calibrated --model sim-collapsed --sim
+
+Exit codes: 0 done (compare: the new version passed), 1 compare's gate failed or the
+golden set cannot support a calibration, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import JsonValue
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipeline.calibration import EvaluationResult, ProfileStore, build_profile, write_report
+from pipeline.calibration.metrics import DEFAULT_BINS, DEFAULT_BOOTSTRAP
+from pipeline.calibration.profile import DEFAULT_TARGET_PRECISION
+from pipeline.cli.calibration_tables import evaluations_table, gate_table, profile_table
+from pipeline.cli.render import console
+from pipeline.config import Settings, load_settings
+from pipeline.errors import QuoteguardError
+from pipeline.evaluation import Evaluation, GoldenRun, evaluate, run_golden
+from pipeline.golden import GoldenSet, load_golden
+from pipeline.llm import LLMClient
+from pipeline.log import configure_logging
+from pipeline.policies import load_policies
+from pipeline.runner import Moderator
+from pipeline.standing import SignalWatch
+from pipeline.upgrade_gate import DEFAULT_COVERAGE, DEFAULT_TOLERANCE, GateRule, gate
+
+GoldenOpt = Annotated[
+    Path,
+    typer.Option(
+        "--golden", exists=True, dir_okay=False, readable=True, help="Labelled JSONL set."
+    ),
+]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model name for the provider.")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama...).")
+]
+SimOpt = Annotated[
+    bool, typer.Option("--sim", help="Start the simulated model in-process (no --base-url).")
+]
+OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Report directory (HTML, JSON, PNG).")]
+CacheOpt = Annotated[
+    Path, typer.Option("--cache-dir", help="Decisions cache: reruns only call for new items.")
+]
+ProfilesOpt = Annotated[
+    Path | None, typer.Option("--profiles", help="Calibration profiles directory.")
+]
+BinsOpt = Annotated[int, typer.Option("--bins", min=2, max=100, help="Bins for ECE/MCE/SCE.")]
+BootstrapOpt = Annotated[
+    int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for every interval.")
+]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", "-c", min=1)]
+FallbackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--fallback/--no-fallback",
+        help="Sample borderline items (one extra call each); default from settings (off).",
+    ),
+]
+PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="Policy files directory.")]
+
+DEFAULT_CACHE = Path(".quoteguard-cache")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_)
+    app.command("calibrate")(calibrate)
+    app.command("compare")(compare)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def eval_(
+    golden: GoldenOpt,
+    model: ModelOpt,
+    base_url: BaseUrlOpt = None,
+    sim: SimOpt = False,
+    out_dir: OutDirOpt = Path("eval-report"),
+    cache_dir: CacheOpt = DEFAULT_CACHE,
+    profiles: ProfilesOpt = None,
+    bins: BinsOpt = DEFAULT_BINS,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    concurrency: ConcurrencyOpt = None,
+    fallback: FallbackOpt = None,
+    policies: PoliciesOpt = None,
+) -> None:
+    """Run a golden set through the pipeline and report accuracy, grounding and the signal.
+
+    With a profile for the served version in --profiles, the calibrated signal is reported
+    beside the raw one. Writes report.html (self-contained), report.json and the plots.
+    """
+    gs = _golden(golden)
+    with _endpoint(base_url, sim) as (url, key):
+        settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
+        ev = _evaluate(settings, gs, cache_dir, bins, bootstrap)
+    _warn_same_golden(ev)
+    _write([ev], out_dir, f"quoteguard eval: {model}")
+    console.print(evaluations_table([ev], f"quoteguard eval: {model} on {golden.name}"))
+    console.print(f"Report written to {out_dir / 'report.html'}")
+
+
+def calibrate(
+    golden: GoldenOpt,
+    model: ModelOpt,
+    base_url: BaseUrlOpt = None,
+    sim: SimOpt = False,
+    target_precision: Annotated[
+        float,
+        typer.Option(min=0.5, max=1.0, help="Precision auto-actions must reach on the set."),
+    ] = DEFAULT_TARGET_PRECISION,
+    profiles: ProfilesOpt = None,
+    cache_dir: CacheOpt = DEFAULT_CACHE,
+    bins: BinsOpt = DEFAULT_BINS,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    concurrency: ConcurrencyOpt = None,
+    fallback: FallbackOpt = None,
+    policies: PoliciesOpt = None,
+) -> None:
+    """Fit a calibrator on a golden set and save a profile bound to the served version.
+
+    Temperature, Platt and isotonic (with enough data) compete on held-out NLL; the
+    threshold is the lowest calibrated p whose auto-actions reach --target-precision.
+    """
+    gs = _golden(golden)
+    with _endpoint(base_url, sim) as (url, key):
+        settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
+        settings.profiles_dir.mkdir(parents=True, exist_ok=True)
+        with _moderator(settings) as moderator:
+            run = _run(moderator, gs, cache_dir)
+    try:
+        served, fingerprint = run.served_version()
+    except QuoteguardError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    ev = evaluate(run, n_bins=bins, n_bootstrap=bootstrap)
+    try:
+        profile = build_profile(
+            ev.units.p,
+            ev.units.y,
+            model=model,
+            served_model=served,
+            system_fingerprint=fingerprint,
+            golden_hash=gs.golden_hash,
+            target_precision=target_precision,
+            n_bins=bins,
+            n_bootstrap=bootstrap,
+        )
+    except ValueError as exc:
+        console.print(
+            f"cannot calibrate on this golden set: {exc} "
+            f"({ev.scores.signal_units} signal units from {len(gs)} items). "
+            "Add items, especially ones the model gets wrong."
+        )
+        raise typer.Exit(1) from exc
+    path = ProfileStore.save(profile, settings.profiles_dir)
+    console.print(profile_table(profile))
+    if not profile.informative:
+        console.print(
+            "The signal of this version is NOT informative: it will never auto-action on "
+            "logprobs. Everything it flags goes to review."
+        )
+    console.print(f"Profile written to {path}")
+
+
+def compare(
+    golden: GoldenOpt,
+    model: Annotated[
+        list[str], typer.Option("--model", help="Twice: the OLD version, then the NEW one.")
+    ],
+    base_url: BaseUrlOpt = None,
+    sim: SimOpt = False,
+    coverage: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="Share of units auto-actioned, most sure first."),
+    ] = DEFAULT_COVERAGE,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Allowed absolute fall of that precision.")
+    ] = DEFAULT_TOLERANCE,
+    out_dir: OutDirOpt = Path("compare-report"),
+    cache_dir: CacheOpt = DEFAULT_CACHE,
+    profiles: ProfilesOpt = None,
+    bins: BinsOpt = DEFAULT_BINS,
+    bootstrap: BootstrapOpt = DEFAULT_BOOTSTRAP,
+    concurrency: ConcurrencyOpt = None,
+    fallback: FallbackOpt = None,
+    policies: PoliciesOpt = None,
+) -> None:
+    """The upgrade gate: both versions on the same golden set, side by side.
+
+    Exits 1 when the NEW version's signal collapsed (not informative) or its precision at
+    --coverage fell by more than --tolerance below the OLD one's (see pipeline.upgrade_gate).
+    """
+    if len(model) != 2:
+        raise typer.BadParameter("give --model twice: the old version, then the new one")
+    old_name, new_name = model
+    gs = _golden(golden)
+    with _endpoint(base_url, sim) as (url, key):
+        old, new = (
+            _evaluate(
+                _settings(name, url, key, concurrency, fallback, policies, profiles),
+                gs,
+                cache_dir,
+                bins,
+                bootstrap,
+            )
+            for name in (old_name, new_name)
+        )
+    result = gate(
+        old.units.p,
+        old.units.y,
+        new.units.p,
+        new.units.y,
+        GateRule(coverage=coverage, tolerance=tolerance),
+    )
+    gate_doc: dict[str, JsonValue] = {"gate": result.model_dump(mode="json")}
+    _write([old, new], out_dir, f"quoteguard compare: {old_name} -> {new_name}", gate_doc)
+    console.print(evaluations_table([old, new], f"quoteguard compare on {golden.name}"))
+    console.print(gate_table(result, old_name, new_name))
+    console.print(f"Report written to {out_dir / 'report.html'}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _golden(path: Path) -> GoldenSet:
+    try:
+        return load_golden(path)
+    except QuoteguardError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--golden") from exc
+
+
+@contextmanager
+def _endpoint(base_url: str | None, sim: bool) -> Iterator[tuple[str | None, str | None]]:
+    """(base_url, api_key): the given endpoint, or an in-process simulator for the block."""
+    if not sim:
+        yield base_url, None
+        return
+    if base_url is not None:
+        raise typer.BadParameter("--sim starts its own endpoint: drop --base-url")
+    from pipeline.sim.server import SimServer  # noqa: PLC0415 - only --sim needs it
+
+    with SimServer() as server:
+        yield server.base_url, "sim"
+
+
+def _settings(
+    model: str,
+    base_url: str | None,
+    api_key: str | None,
+    concurrency: int | None,
+    fallback: bool | None,
+    policies: Path | None,
+    profiles: Path | None,
+) -> Settings:
+    try:
+        settings = load_settings(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            concurrency=concurrency,
+            policies_dir=policies,
+            profiles_dir=profiles,
+        )
+        if fallback is not None:
+            update = settings.fallback.model_copy(update={"enabled": fallback})
+            settings = settings.model_copy(update={"fallback": update})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if settings.base_url is None and settings.api_key is None:
+        raise typer.BadParameter(
+            "no API key: set OPENAI_API_KEY (or QUOTEGUARD_API_KEY), point --base-url at an "
+            "OpenAI-compatible server, or use --sim",
+            param_hint="--base-url",
+        )
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _moderator(settings: Settings) -> Moderator:
+    try:
+        policies = load_policies(settings.policies_dir)
+        watch = SignalWatch.from_settings(settings)
+    except QuoteguardError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return Moderator(settings, policies, LLMClient(settings), watch)
+
+
+def _run(moderator: Moderator, gs: GoldenSet, cache_dir: Path) -> GoldenRun:
+    with _progress(len(gs), moderator.model) as advance:
+        try:
+            return run_golden(moderator, gs, cache_dir, on_decision=lambda _d: advance())
+        except QuoteguardError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+
+def _evaluate(
+    settings: Settings, gs: GoldenSet, cache_dir: Path, bins: int, bootstrap: int
+) -> Evaluation:
+    with _moderator(settings) as moderator:
+        run = _run(moderator, gs, cache_dir)
+        versions = run.served_versions
+        profile = moderator.watch.profile_for(*versions[0]) if len(versions) == 1 else None
+    return evaluate(run, profile=profile, n_bins=bins, n_bootstrap=bootstrap)
+
+
+def _warn_same_golden(ev: Evaluation) -> None:
+    if ev.profile is not None and ev.profile.golden_hash == ev.run.golden.golden_hash:
+        console.print(
+            "note: the profile was fitted on this very golden set, so its calibrated metrics "
+            "are optimistic; evaluate on a held-out set."
+        )
+
+
+def _write(
+    evaluations: list[Evaluation],
+    out_dir: Path,
+    title: str,
+    more: dict[str, JsonValue] | None = None,
+) -> None:
+    """report.html + report.json + plots via the library; the run facts join each result."""
+    results = []
+    for n, ev in enumerate(evaluations):
+        # `more` (compare's gate) describes the last, NEW, version: it is attached there once.
+        tail = (more or {}) if n == len(evaluations) - 1 else {}
+        run: dict[str, JsonValue] = {
+            "cached_items": ev.run.cached,
+            "fresh_items": ev.run.fresh,
+            "calls_this_run": ev.run.calls,
+            "cache_file": str(ev.run.cache_path),
+        }
+        for i, r in enumerate(ev.results):
+            extra = {**r.extra, "run": run, **tail} if i == 0 else dict(r.extra)
+            results.append(EvaluationResult(r.name, r.p, r.y, r.metrics, extra))
+    if not results:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        doc = {ev.run.model: ev.scores.model_dump(mode="json") for ev in evaluations}
+        report = {"results": [], "scores": doc, **(more or {})}
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        console.print("no signal units (no valid violation with logprobs): wrote JSON only")
+        return
+    write_report(results, out_dir, title)
+
+
+@contextmanager
+def _progress(total: int, model: str) -> Iterator[Callable[[], None]]:
+    # markup=False: a model name is printed as written, never read as rich markup.
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(model, total=total)
+        yield lambda: progress.advance(task)
