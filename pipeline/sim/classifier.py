@@ -33,7 +33,7 @@ from pipeline.sim.seeding import rng_for
 @dataclass(frozen=True)
 class ClassifierParams:
     #: Above it a rule is violated: a whole example scores ~0.9, a word in passing ~0.25.
-    threshold: float = 0.55
+    threshold: float = 0.5
     #: Rules scoring within this below the threshold get a (usually false) finding.
     near_margin: float = 0.2
     #: Error rate far from the boundary: even clear cases are occasionally missed.

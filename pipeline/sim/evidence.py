@@ -155,7 +155,8 @@ def _similarity(example: str, text: str) -> tuple[float, tuple[int, int]]:
     """How well a normalised example appears in normalised text (0..1), and where."""
     if not example or not text:
         return 0.0, (0, 0)
-    found = fuzz.partial_ratio_alignment(example, text)
+    # The cutoff lets rapidfuzz give up early on the many examples that are nowhere near.
+    found = fuzz.partial_ratio_alignment(example, text, score_cutoff=FUZZY_FLOOR * 100)
     if found is None:
         return 0.0, (0, 0)
     # partial_ratio slides the shorter string over the longer: a two-word content "matches"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pipeline.prompt import CLOSE_MARKER, OPEN_MARKER
 
@@ -86,8 +87,12 @@ def message_text(message: Mapping[str, object]) -> str:
     return ""
 
 
+@lru_cache(maxsize=16)
 def parse_rules(system: str) -> tuple[RuleView, ...]:
-    """Every `### Rule` block with its severity, text and example lists."""
+    """Every `### Rule` block with its severity, text and example lists.
+
+    Cached: the system message is the same for every item of a policy-set version.
+    """
     drafts: list[_Draft] = []
     draft: _Draft | None = None
     section: list[str] | None = None
