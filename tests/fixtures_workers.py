@@ -297,7 +297,15 @@ class Fleet:
                     )
             return self.results.length() >= count
 
-        wait_until(done, timeout, f"{count} decisions", every=0.2)
+        try:
+            wait_until(done, timeout, f"{count} decisions", every=0.2)
+        except pytest.fail.Exception:
+            unacked = [m for m in self.redis.hvals("unacked") if self.namespace in m]
+            state = (
+                f"decisions={self.results.length()} queued={self.redis.llen(self.namespace)} "
+                f"unacked={len(unacked)} mutex_ttl={self.redis.ttl('unacked_mutex')}"
+            )
+            pytest.fail(f"timed out waiting for {count} decisions: {state}")
 
     def decisions(self) -> list[Decision]:
         return [entry.decision for entry in self.results.read("0", count=100_000)]
@@ -316,18 +324,21 @@ def make_fleet(
 ) -> Iterator[Callable[..., Fleet]]:
     """Build a fleet on a simulated model (tests/conftest.py's sim_factory) of a given config."""
 
-    def build(sim_config: SimConfig | None = None, **env: str) -> Fleet:
+    def build(
+        sim_config: SimConfig | None = None, *, redis: str | None = None, **env: str
+    ) -> Fleet:
         sim = sim_factory(sim_config or SimConfig())
+        url = redis or redis_url
         worker_env = child_env(
             **{
                 **FAST_WORKER_ENV,
-                "QUOTEGUARD_REDIS_URL": redis_url,
+                "QUOTEGUARD_REDIS_URL": url,
                 "QUOTEGUARD_NAMESPACE": namespace,
                 "QUOTEGUARD_BASE_URL": sim.base_url,
                 **env,
             }
         )
-        return Fleet(processes, redis_url, namespace, sim, worker_env)
+        return Fleet(processes, url, namespace, sim, worker_env)
 
     yield build
     # Workers first, while the simulated model still answers their last calls.

@@ -173,4 +173,8 @@ def celery_transport_options(settings: WorkerSettings) -> dict[str, Any]:
         # Sweep for abandoned messages every restore_interval_s, not every 10th interval.
         "unacked_restore_interval": settings.restore_interval_s,
         "unacked_restore_throttle": 1,
+        # The sweep holds a lock while it runs (milliseconds). A worker killed mid-sweep
+        # leaves the lock behind until it expires, and until then nobody restores anything:
+        # kombu's 5 minutes would stall redelivery that long, so keep it to a few sweeps.
+        "unacked_mutex_expire": max(5, 3 * settings.restore_interval_s),
     }
