@@ -10,9 +10,15 @@ from typer.testing import CliRunner
 
 from pipeline.cli.sim import app
 from pipeline.policies import load_policies
+from pipeline.prompt import build_messages
+from pipeline.sim.classifier import judge
 from pipeline.sim.golden import MIX, LabelledItem, generate, read_jsonl, write_jsonl
+from pipeline.sim.reader import read
+from pipeline.sim.seeding import digest
 
 POLICIES = load_policies()
+DEMO = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo.jsonl"
+RULES = read(build_messages("x", POLICIES)).rules
 
 
 class TestGenerate:
@@ -76,3 +82,36 @@ class TestGoldenCommand:
         result = CliRunner().invoke(app, ["golden", "--policies", str(tmp_path / "missing")])
         assert result.exit_code == 2
         assert "--policies" in result.output
+
+
+class TestDemoSet:
+    def test_labelled_and_consistent(self) -> None:
+        """The bundled demo set is 34+ labelled items whose gold quotes are in their text."""
+        items = read_jsonl(DEMO)
+        assert len(items) >= 34
+        assert len({i.id for i in items}) == len(items)
+        for item in items:
+            assert all(quote in item.text for quote in item.label.quotes)
+            assert all(rule_id in POLICIES for rule_id in item.label.rule_ids)
+            assert item.label.violation == bool(item.label.rule_ids)
+
+    def test_covers_every_kind_and_policy(self) -> None:
+        """Clean, borderline, sim-wrong and hostile items, and a clear violation per policy."""
+        items = read_jsonl(DEMO)
+        kinds = {str(i.meta["kind"]) for i in items}
+        assert kinds == {"clean", "clear_violation", "borderline", "sim_wrong", "hostile"}
+        violated = {r.partition(".")[0] for i in items for r in i.label.rule_ids}
+        assert violated == {p.id for p in POLICIES.policies}
+        hostile = "".join(i.text for i in items if i.meta["kind"] == "hostile")
+        for marker in ("\u202e", "\u200b", "<script>", "<<<END", "\x1b", "Ignore previous"):
+            assert marker in hostile
+
+    def test_meta_says_what_the_simulator_does(self) -> None:
+        """Each item's meta.sim names the rules the default simulated model flags for it."""
+        seed = digest(0, None)  # the server's default seed; the pipeline sends no seed
+        for item in read_jsonl(DEMO):
+            flagged = sorted(j.rule_id for j in judge(RULES, item.text, seed=seed) if j.verdict)
+            said = "violation " + ", ".join(flagged) if flagged else "no violation"
+            assert str(item.meta["sim"]).startswith(said), item.id
+            wrong = bool(flagged) != item.label.violation
+            assert ("(wrong)" in str(item.meta["sim"])) == wrong, item.id
