@@ -3,7 +3,7 @@
 Deterministic given (content, rules, seed, sample). The model is right on clear cases and
 unreliable near its decision boundary, like a real one:
 
-- ideal verdict: evidence score above THRESHOLD;
+- ideal verdict: evidence score s above `params.threshold` t;
 - error probability e = base + (0.5 - base) * exp(-((s - t) / width)^2): a coin flip at the
   boundary, a small base rate far from it; the model's own verdict is the ideal one flipped
   with probability e (a mistake in its belief, so every sample shares it);
@@ -12,7 +12,7 @@ unreliable near its decision boundary, like a real one:
 - at temperature > 0, each sample may draw the other verdict with its (tempered)
   probability, so agreement between samples carries the same information.
 
-Rules whose score is within NEAR_MARGIN below the threshold are "considered": the model
+Rules scoring within `params.near_margin` below the threshold are "considered": the model
 writes a finding for them, with verdict false unless it errs. Rules further away get no
 finding and cannot be flipped, so clean content does not collect false positives from
 every rule of a large policy set.
