@@ -4,9 +4,10 @@ One JSONL file per run configuration (`run_key`) under a cache directory; each l
 `{"key": ..., "decision": {...}}`, keyed by (item id, SHA-256 of the text, model, policy
 version). An edited item gets a new key and is moderated again; an unchanged one is not.
 
-Each line is flushed as soon as its Decision exists: a killed process loses at most the
-line being written, and `load` skips a torn last line (and any other unreadable line,
-logging it), so the next run simply redoes those items. Error Decisions are never stored:
+Each line goes to the file in one `write` on an O_APPEND descriptor as soon as its Decision
+exists: a killed process loses at most the line being written, two runs appending to the
+same file do not interleave within a line, and `load` skips a torn line (logging it), so
+the next run simply redoes that item. Error Decisions are never stored:
 a provider outage must be retried by the next run, not remembered as the answer.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
 
 import structlog
 from pydantic import ValidationError
@@ -54,7 +55,7 @@ class DecisionCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._sink: TextIO | None = None
+        self._fd: int | None = None
 
     @classmethod
     def in_dir(cls, directory: Path | str, key: str) -> DecisionCache:
@@ -83,23 +84,22 @@ class DecisionCache:
     def append(self, key: str, decision: Decision) -> None:
         if decision.outcome == "error":
             return
-        if self._sink is None:
+        if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = _torn(self.path)
-            self._sink = self.path.open("a", encoding="utf-8")
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if torn:
                 # End the torn line first, or the next entry would be glued to it and lost.
-                self._sink.write("\n")
+                os.write(self._fd, b"\n")
         line = json.dumps({"key": key, "decision": decision.model_dump(mode="json")})
-        self._sink.write(line + "\n")
-        # flush, not fsync: the line then survives the process being killed (the kernel
-        # holds it); only a machine crash could lose it, and the item is simply redone.
-        self._sink.flush()
+        # One unbuffered write per line: the kernel has it when this returns (a killed
+        # process cannot lose it), and O_APPEND keeps concurrent writers' lines whole.
+        os.write(self._fd, (line + "\n").encode("utf-8"))
 
     def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> DecisionCache:
         return self
