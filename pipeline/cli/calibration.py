@@ -202,8 +202,9 @@ def compare(
 ) -> None:
     """The upgrade gate: both versions on the same golden set, side by side.
 
-    Exits 1 when the NEW version's signal collapsed (not informative) or its precision at
-    --coverage fell by more than --tolerance below the OLD one's (see pipeline.upgrade_gate).
+    Exits 1 when the NEW version's signal collapsed (not informative), or when its
+    precision at the chosen coverage fell below the OLD one's by more than the tolerance
+    (see pipeline.upgrade_gate).
     """
     if len(model) != 2:
         raise typer.BadParameter("give --model twice: the old version, then the new one")
