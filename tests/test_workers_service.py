@@ -151,6 +151,15 @@ class TestWebhook:
 
 
 class TestOperations:
+    def test_refuses_visibility_timeout_shorter_than_a_task(self, make_fleet: FleetFactory) -> None:
+        """A worker whose messages could come back mid-task does not start at all."""
+        fleet = make_fleet(QUOTEGUARD_TIMEOUT_S="60", QUOTEGUARD_VISIBILITY_TIMEOUT_S="10")
+        proc = fleet.start_worker("misconfigured")
+        assert proc.wait(timeout=60) != 0
+        log = next(fleet.processes.logs.glob("misconfigured-*.log")).read_text()
+        assert "worker_config_invalid" in log
+        assert "visibility_timeout_s=10 must exceed" in log
+
     def test_metrics_endpoint(self, make_fleet: FleetFactory) -> None:
         """/metrics counts items by outcome and reports queue depth and review queue size."""
         port = free_port()

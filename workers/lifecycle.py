@@ -11,10 +11,12 @@ from typing import Any
 
 import structlog
 from celery.signals import worker_init, worker_ready
+from pydantic import ValidationError
 
 from pipeline.config import load_settings
+from pipeline.errors import QuoteguardError
 from pipeline.log import configure_logging
-from workers import metrics
+from workers import metrics, service
 from workers.settings import check_visibility_timeout, redis_client, worker_settings
 
 log = structlog.get_logger("quoteguard.workers")
@@ -22,6 +24,16 @@ log = structlog.get_logger("quoteguard.workers")
 
 @worker_init.connect  # type: ignore[untyped-decorator]
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    # Celery logs and ignores exceptions from signal handlers; only SystemExit stops the
+    # worker. A worker with a broken configuration must not start taking items.
+    try:
+        _start(sender)
+    except (QuoteguardError, ValidationError) as exc:
+        log.error("worker_config_invalid", error=str(exc))
+        raise SystemExit(f"quoteguard worker: {exc}") from exc
+
+
+def _start(sender: Any) -> None:
     pipeline = load_settings()
     configure_logging(pipeline.log_level, pipeline.log_format)
     # The HTTP clients log every request at INFO: one line per model call is noise here,
@@ -31,6 +43,9 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = worker_settings()
     # Fail at start-up, not by duplicate work under load.
     check_visibility_timeout(settings, pipeline)
+    # Policies, model client, Redis client: built now, so a bad policy file stops the worker
+    # here instead of failing (and retrying) every item it takes.
+    service.runtime()
     pool = str(getattr(sender, "pool_cls", ""))
     if "prefork" in pool and settings.metrics_port:
         log.warning(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -67,17 +68,20 @@ def build_runtime(settings: WorkerSettings, pipeline: PipelineSettings) -> Runti
     return Runtime(settings=settings, redis=client, moderator=moderator, results=results)
 
 
-_runtime: Runtime | None = None
+_runtime: tuple[int, Runtime] | None = None
 _runtime_lock = threading.Lock()
 
 
 def runtime() -> Runtime:
-    """This process's runtime, built once from the environment."""
-    global _runtime  # noqa: PLW0603 - one per process, built lazily after the fork
+    """This process's runtime, built once from the environment.
+
+    Keyed by pid: a prefork child must not share the parent's HTTP connections.
+    """
+    global _runtime  # noqa: PLW0603 - one per process
     with _runtime_lock:
-        if _runtime is None:
-            _runtime = build_runtime(worker_settings(), load_settings())
-        return _runtime
+        if _runtime is None or _runtime[0] != os.getpid():
+            _runtime = (os.getpid(), build_runtime(worker_settings(), load_settings()))
+        return _runtime[1]
 
 
 # ----------------------------------------------------------------------------- one item

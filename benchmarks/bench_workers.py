@@ -1,0 +1,249 @@
+"""Throughput of the workers: items/s through Redis + Celery against the simulated model.
+
+Run by hand from the repository root, with Redis on 127.0.0.1:6379 (it is not a test; it
+takes a few minutes and uses Redis db 8 under a namespace of its own):
+
+    .venv/bin/python benchmarks/bench_workers.py [--items 300] [--latency-ms 200]
+
+1. Pools side by side: for each pool kind and concurrency, one worker process against the
+   simulator answering after a fixed latency. A worker cannot beat concurrency / latency
+   items per second; the table gives the measured rate as a share of that bound, and the
+   worker's CPU seconds per item (what the bound turns into once the CPUs are the limit).
+2. Per-item overhead of the worker path (submit -> broker -> task -> publish -> stream)
+   over the in-process path (`Moderator.moderate`), both one item at a time, no latency.
+
+The simulator runs in its own process so that it does not share a GIL with anyone.
+Figures go to benchmarks/README.md ("Workers") by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+from celery import Celery
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://127.0.0.1:6379/8"
+TEXTS = [
+    "Lovely weather today, see you at the market on Saturday.",
+    "You are a worthless idiot and nobody wants you here.",
+    "Thanks for the help yesterday, the recipe worked perfectly.",
+    "Shut up, you pathetic moron, you embarrass everyone.",
+]
+SIM = """
+import sys, uvicorn
+from pipeline.sim.config import LatencyConfig, SimConfig
+from pipeline.sim.server import create_app
+config = SimConfig(latency=LatencyConfig(mean_ms=float(sys.argv[2]), distribution="fixed"))
+uvicorn.run(create_app(config), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live children (prefork's pool processes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTEGUARD_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def simulator(latency_ms: float) -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-c", SIM, str(port), str(latency_ms)]
+    proc = subprocess.Popen(argv, env=env_with())  # noqa: S603 - our interpreter, fixed args
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def start_worker(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A worker whose banner and logs stay out of the printed tables."""
+    return subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def worker_env(base_url: str, namespace: str) -> dict[str, str]:
+    return env_with(
+        QUOTEGUARD_REDIS_URL=REDIS_URL,
+        QUOTEGUARD_NAMESPACE=namespace,
+        QUOTEGUARD_BASE_URL=base_url,
+        QUOTEGUARD_MODEL="sim-calibrated",
+        QUOTEGUARD_LOG_LEVEL="error",
+        QUOTEGUARD_METRICS_PORT="0",
+    )
+
+
+def run_worker_batch(base_url: str, pool: str, concurrency: int, items: int) -> dict[str, float]:
+    """Start one worker, warm it up, time `items` items end to end, stop it."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(REDIS_URL)
+    stream = f"{namespace}:decisions"
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-P", pool]
+    argv += ["-c", str(concurrency), "-l", "error", "--without-mingle", "--without-gossip"]
+    proc = start_worker(argv, worker_env(base_url, namespace))
+    producer = Celery("bench", broker=REDIS_URL)
+    producer.conf.update(task_serializer="json")
+
+    def send(prefix: str, count: int) -> None:
+        with producer.producer_or_acquire() as conn:
+            for n in range(count):
+                item = {"id": f"{prefix}-{n}", "text": TEXTS[n % len(TEXTS)]}
+                producer.send_task(
+                    "quoteguard.moderate", args=[item], queue=namespace, producer=conn
+                )
+
+    def wait(count: int) -> None:
+        while client.xlen(stream) < count:
+            if proc.poll() is not None:
+                raise SystemExit(f"worker exited with {proc.returncode}")
+            time.sleep(0.02)
+
+    try:
+        warm = max(concurrency, 8)
+        send("warm", warm)
+        wait(warm)
+        cpu0, start = cpu_seconds(proc.pid), time.perf_counter()
+        send("item", items)
+        wait(warm + items)
+        elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        for key in client.scan_iter(match=f"{namespace}*"):
+            client.delete(key)
+    return {"rate": items / elapsed, "cpu_ms": cpu / items * 1000}
+
+
+def in_process_ms(base_url: str, items: int) -> float:
+    import logging  # noqa: PLC0415 - only this measurement needs the pipeline in-process
+
+    import structlog  # noqa: PLC0415
+
+    from pipeline.config import load_settings  # noqa: PLC0415
+    from pipeline.models import ContentItem  # noqa: PLC0415
+    from pipeline.runner import Moderator  # noqa: PLC0415
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    moderator = Moderator.from_settings(load_settings(model="sim-calibrated", base_url=base_url))
+    for n in range(8):
+        moderator.moderate(ContentItem(id=f"warm-{n}", text=TEXTS[n % len(TEXTS)]))
+    times = []
+    for n in range(items):
+        start = time.perf_counter()
+        moderator.moderate(ContentItem(id=f"i-{n}", text=TEXTS[n % len(TEXTS)]))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def worker_path_ms(base_url: str, items: int) -> float:
+    """One item at a time through broker and worker (concurrency 1): median end to end."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(REDIS_URL)
+    stream = f"{namespace}:decisions"
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-P", "threads"]
+    argv += ["-c", "1", "-l", "error", "--without-mingle", "--without-gossip"]
+    proc = start_worker(argv, worker_env(base_url, namespace))
+    producer = Celery("bench", broker=REDIS_URL)
+    producer.conf.update(task_serializer="json")
+    times = []
+    try:
+        for n in range(items + 8):
+            start = time.perf_counter()
+            item = {"id": f"i-{n}", "text": TEXTS[n % len(TEXTS)]}
+            producer.send_task("quoteguard.moderate", args=[item], queue=namespace)
+            while client.xlen(stream) < n + 1:
+                time.sleep(0.0005)
+            if n >= 8:
+                times.append(time.perf_counter() - start)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        for key in client.scan_iter(match=f"{namespace}*"):
+            client.delete(key)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    args = parser.parse_args()
+    cpu = platform.processor() or "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    print(f"machine: nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}")
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    runs = [
+        ("threads", 8),
+        ("gevent", 8),
+        ("prefork", 8),
+        ("threads", 32),
+        ("gevent", 32),
+        ("threads", 64),
+        ("gevent", 64),
+    ]
+    print(f"\n### {args.items} items, simulator latency fixed at {args.latency_ms:.0f} ms\n")
+    print("| pool | concurrency | bound items/s | items/s | share of bound | worker CPU ms/item |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with simulator(args.latency_ms) as base_url:
+        for pool, concurrency in runs:
+            bound = concurrency / (args.latency_ms / 1000)
+            got = run_worker_batch(base_url, pool, concurrency, args.items)
+            print(
+                f"| {pool} | {concurrency} | {bound:.0f} | {got['rate']:.1f} | "
+                f"{got['rate'] / bound:.0%} | {got['cpu_ms']:.1f} |",
+                flush=True,
+            )
+    print("\n### Per-item overhead, one item at a time, no simulated latency\n")
+    with simulator(0) as base_url:
+        direct = in_process_ms(base_url, 100)
+        queued = worker_path_ms(base_url, 100)
+    print("| path | median ms/item |")
+    print("|---|---:|")
+    print(f"| in-process `Moderator.moderate` | {direct:.1f} |")
+    print(f"| submit -> Redis -> worker -> stream | {queued:.1f} |")
+    print(f"| overhead of the worker path | {queued - direct:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
