@@ -3,8 +3,8 @@
 The simulator runs as `quoteguard sim serve` in its own process, as a user would run it,
 so it does not share this process's GIL with the client. The golden splits come from
 `pipeline.sim.golden`. The calibration splits are 1000 items each: the simulated model
-makes ~1% spurious violations, and a calibrator fitted on fewer than ~5 of them is not
-reliably better than none (see the report of issue 4).
+makes ~20 spurious violations per 1000 items, and with 600-item splits the held-out ECE
+is lower after calibration for only 15 of 20 split pairs (20 of 20 at 1000).
 """
 
 from __future__ import annotations
@@ -193,13 +193,17 @@ class TestCalibrate:
         assert {c["kind"] for c in calibrated["candidates"]} >= {"temperature", "platt"}
 
     def test_calibrated_ece_is_lower_than_raw_on_a_held_out_split(self, held_out: Path) -> None:
-        """Fitted on split A, scored on split B: calibration lowers both kinds of ECE."""
+        """Fitted on split A, scored on split B: calibration lowers equal-mass ECE and Brier."""
         raw, calibrated = report(held_out)["results"]
         assert calibrated["extra"]["same_golden_as_profile"] is False
-        assert calibrated["metrics"]["ece"]["value"] < raw["metrics"]["ece"]["value"]
+        # Equal-mass, not equal-width: ~95% of the units sit above p = 0.93, so the other
+        # equal-width bins hold a handful of units each and that ECE is mostly noise at this
+        # size (lower after calibration for only 13 of 20 split pairs; equal-mass and Brier
+        # for 20 of 20, with the simulator of this commit).
         assert (
             calibrated["extra"]["ece_equal_mass"]["value"] < raw["extra"]["ece_equal_mass"]["value"]
         )
+        assert calibrated["metrics"]["brier"]["value"] < raw["metrics"]["brier"]["value"]
         assert raw["metrics"]["n_bins"] == 15
         assert raw["extra"]["bins"] == {"equal_width": 15, "equal_mass": 15}
 
