@@ -289,23 +289,20 @@ class Fleet:
                 )
 
     def wait_for(self, count: int, timeout: float) -> None:
-        def done() -> bool:
-            for proc in self.workers:
-                if proc.poll() not in (None, -signal.SIGKILL):
-                    pytest.fail(
-                        f"a worker exited with {proc.returncode}; see {self.processes.logs}"
-                    )
-            return self.results.length() >= count
-
-        try:
-            wait_until(done, timeout, f"{count} decisions", every=0.2)
-        except pytest.fail.Exception:
-            unacked = [m for m in self.redis.hvals("unacked") if self.namespace in m]
-            state = (
-                f"decisions={self.results.length()} queued={self.redis.llen(self.namespace)} "
-                f"unacked={len(unacked)} mutex_ttl={self.redis.ttl('unacked_mutex')}"
-            )
-            pytest.fail(f"timed out waiting for {count} decisions: {state}")
+        """Until `count` Decisions are on the stream; fail early if a worker died by itself."""
+        deadline = time.monotonic() + timeout
+        while self.results.length() < count:
+            exited = [p.returncode for p in self.workers if p.poll() not in (None, -signal.SIGKILL)]
+            if exited:
+                pytest.fail(f"a worker exited with {exited}; logs in {self.processes.logs}")
+            if time.monotonic() > deadline:
+                unacked = [m for m in self.redis.hvals("unacked") if self.namespace in m]
+                state = (
+                    f"decisions={self.results.length()} queued={self.redis.llen(self.namespace)} "
+                    f"unacked={len(unacked)} mutex_ttl={self.redis.ttl('unacked_mutex')}"
+                )
+                pytest.fail(f"timed out after {timeout} s waiting for {count} decisions: {state}")
+            time.sleep(0.2)
 
     def decisions(self) -> list[Decision]:
         return [entry.decision for entry in self.results.read("0", count=100_000)]

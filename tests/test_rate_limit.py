@@ -129,7 +129,9 @@ class TestShared:
     def test_processes_share_one_limit(self, redis_url: str, namespace: str) -> None:
         """Four processes hammering one model admit at most rpm requests in any window."""
         rpm, seconds = 20, 2.5
-        ctx = multiprocessing.get_context("spawn")
+        # fork: the children start at once with everything imported (spawn re-imports the
+        # pipeline in each, seconds apiece); each opens its own Redis connection.
+        ctx = multiprocessing.get_context("fork")
         out = ctx.Queue()
         procs = [
             ctx.Process(target=_hammer, args=(redis_url, namespace, rpm, seconds, out))

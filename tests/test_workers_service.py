@@ -112,11 +112,9 @@ class TestCommands:
         key, token = claim["entry"]["key"], claim["token"]
         resolved = cli(fleet, "review", "resolve", key, "--token", token, "--no-violation")
         assert resolved.returncode == 0, resolved.stderr
-        again = cli(fleet, "review", "resolve", key, "--token", token, "--no-violation")
-        assert again.returncode == 1
-        assert "not resolved" in again.stderr
-        exported = cli(fleet, "review", "export").stdout.splitlines()
-        assert [json.loads(line)["key"] for line in exported] == [key]
+        assert json.loads(resolved.stdout)["reviewer"] == "ops-1"
+        # (A second resolution, lease expiry and export are covered in test_review_queue.)
+        assert [e.key for e in fleet.review.labelled()] == [key]
 
 
 class TestWebhook:
@@ -185,7 +183,11 @@ class TestOperations:
     def test_rate_limit_shared_by_two_workers(self, make_fleet: FleetFactory) -> None:
         """Two worker processes together stay within one requests-per-window budget."""
         fleet = make_fleet(
-            QUOTEGUARD_RPM="8", QUOTEGUARD_RATE_WINDOW_S="2", QUOTEGUARD_RATE_WAIT_MAX_S="5"
+            QUOTEGUARD_RPM="8",
+            QUOTEGUARD_RATE_WINDOW_S="2",
+            QUOTEGUARD_RATE_WAIT_MAX_S="5",
+            # Waits of up to 5 s make a longer task: the start-up check wants more than 10 s.
+            QUOTEGUARD_VISIBILITY_TIMEOUT_S="30",
         )
         fleet.start_worker("a", concurrency=8)
         fleet.start_worker("b", concurrency=8)
