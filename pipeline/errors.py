@@ -100,7 +100,7 @@ class LLMRetriesExhausted(LLMError):
 
 
 @dataclass
-class PolicyErrors(PolicyError):  # noqa: N818 - the plural of PolicyError, not a new kind
+class PolicyErrors(PolicyError):
     """Every problem found while loading policies, so a writer fixes them in one pass.
 
     `path`, `line` and `message` summarise; `errors` holds each problem with its own place.

@@ -196,12 +196,23 @@ def quote_pieces(quote: str) -> tuple[str, ...]:
     return tuple(p for p in pieces if p)
 
 
+#: A quote must carry at least this many letters/digits (or symbols, for emoji-only text):
+#: "a" or "I" occur in nearly any content, so quoting them grounds nothing; "BS" is a real
+#: human-marked toxic span, so two is the floor.
+MIN_QUOTE_CHARS = 2
+
+
 def _has_substance(quote: str) -> bool:
-    # The gate before the exact step, so it must cost next to nothing: nearly every quote
-    # has a letter or digit, which a regex finds at once; the char-by-char test is for the rest.
-    return _ALNUM.search(quote) is not None or any(
-        not _is_filler(c) and c not in _ZERO_WIDTH for c in quote
-    )
+    # The gate before the exact step, so it must cost next to nothing: count letters and
+    # digits with a regex, stopping as soon as there are enough.
+    found = 0
+    for _ in _ALNUM.finditer(quote):
+        found += 1
+        if found >= MIN_QUOTE_CHARS:
+            return True
+    if found:
+        return False
+    return sum(not _is_filler(c) and c not in _ZERO_WIDTH for c in quote) >= MIN_QUOTE_CHARS
 
 
 # ----------------------------------------------------------------------------- fuzzy words

@@ -20,17 +20,26 @@ import structlog
 
 SECRET_KEY = re.compile(r"(api[_-]?key|authorization|secret|token|password)", re.IGNORECASE)
 #: Token counts are numbers, not credentials: keys naming them stay visible.
-NOT_SECRET = re.compile(r"tokens?$|_tokens?_|token_count", re.IGNORECASE)
+NOT_SECRET = re.compile(r"^(prompt|completion|cached|total|n)_tokens$|_token_count$", re.IGNORECASE)
 SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if SECRET_KEY.search(key) and not NOT_SECRET.search(key):
-            event[key] = "[redacted]"
-        elif isinstance(value, str):
-            event[key] = SECRET_VALUE.sub("[redacted]", value)
+        event[key] = _redact(key, value)
     return event
+
+
+def _redact(key: str, value: Any) -> Any:
+    if SECRET_KEY.search(key) and not NOT_SECRET.search(key):
+        return "[redacted]"
+    if isinstance(value, str):
+        return SECRET_VALUE.sub("[redacted]", value)
+    if isinstance(value, dict):
+        return {k: _redact(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(key, v) for v in value]
+    return value
 
 
 def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -65,8 +74,9 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
+            # Exceptions are rendered to text first so their text is redacted too.
             structlog.processors.format_exc_info,
+            redact_secrets,
             *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

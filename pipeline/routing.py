@@ -87,7 +87,7 @@ def _review_reasons(
     reasons += [
         f"always_review_policy:{f.rule_id}"
         for f in valid
-        if f.rule_id.split(".")[0] in config.always_review_policies
+        if f.rule_id.strip().split(".")[0] in config.always_review_policies
     ]
     if standing.profile_id is None:
         reasons.append("no_calibration_profile")

@@ -22,17 +22,26 @@ def sim() -> Iterator[SimServer]:
         yield server
 
 
-def quoteguard(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def quoteguard(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Runs the installed CLI in a fresh process, as a user would."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("QUOTEGUARD_", "OPENAI_"))}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
-        capture_output=True, text=True, env={**base, **(env or {})}, cwd=cwd, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+        check=False,
     )
 
 
 class TestModerate:
-    def test_bad_lines_each_get_an_error_decision_and_the_rest_completes(self, sim: SimServer, tmp_path: Path) -> None:
+    def test_bad_lines_each_get_an_error_decision_and_the_rest_completes(
+        self, sim: SimServer, tmp_path: Path
+    ) -> None:
         """Every non-blank line yields exactly one Decision; exit code 0 though items failed."""
         lines = [
             json.dumps({"id": "good", "text": VIOLATION}).encode(),
@@ -48,15 +57,31 @@ class TestModerate:
         items = tmp_path / "items.jsonl"
         items.write_bytes(b"\n".join(lines) + b"\n")
         out = tmp_path / "decisions.jsonl"
-        done = quoteguard("moderate", str(items), "--out", str(out), "--model", "sim-calibrated",
-                          "--base-url", sim.base_url, env={"OPENAI_API_KEY": "sk-testsecret123456"})
+        done = quoteguard(
+            "moderate",
+            str(items),
+            "--out",
+            str(out),
+            "--model",
+            "sim-calibrated",
+            "--base-url",
+            sim.base_url,
+            env={"OPENAI_API_KEY": "sk-testsecret123456"},
+        )
         assert done.returncode == 0, done.stderr
         decisions = [json.loads(line) for line in out.read_text().splitlines()]
         by_id = {d["item_id"]: d for d in decisions}
         assert len(decisions) == 8
         assert by_id["good"]["outcome"] == "human_review"
         assert by_id["ctrl"]["outcome"] in {"no_violation", "human_review"}
-        for item_id in ("empty", "big", "items.jsonl:4", "items.jsonl:5", "items.jsonl:6", "items.jsonl:7"):
+        for item_id in (
+            "empty",
+            "big",
+            "items.jsonl:4",
+            "items.jsonl:5",
+            "items.jsonl:6",
+            "items.jsonl:7",
+        ):
             assert by_id[item_id]["outcome"] == "error", item_id
             assert by_id[item_id]["errors"][0]["kind"] == "invalid_input"
         assert "invalid UTF-8" in by_id["items.jsonl:4"]["errors"][0]["message"]
@@ -83,8 +108,14 @@ class TestDemo:
         """`quoteguard demo` prints the summary table and writes one Decision per example."""
         done = quoteguard("demo", "--out", "decisions.jsonl", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        decisions = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
-        demo_items = (Path(__file__).parents[1] / "pipeline" / "data" / "demo.jsonl").read_text().splitlines()
+        decisions = [
+            json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()
+        ]
+        demo_items = (
+            (Path(__file__).parents[1] / "pipeline" / "data" / "demo.jsonl")
+            .read_text()
+            .splitlines()
+        )
         assert len(decisions) == len([line for line in demo_items if line.strip()]) >= 30
         outcomes = {d["outcome"] for d in decisions}
         assert {"no_violation", "human_review"} <= outcomes

@@ -55,3 +55,20 @@ class TestPrintable:
     def test_escapes(self, raw: str, shown: str) -> None:
         """Control and format characters are shown as escapes, the rest untouched."""
         assert printable(raw) == shown
+
+
+class TestNestedSecrets:
+    def test_nested_and_token_keys_are_redacted(
+        self, json_logs: pytest.CaptureFixture[str]
+    ) -> None:
+        """Secrets inside dicts and keys like access_token are redacted; token counts are not."""
+        structlog.get_logger().info(
+            "call",
+            headers={"Authorization": "Bearer abc.def"},
+            access_token="t0ps3cret",
+            completion_tokens=7,
+        )
+        event = json.loads(json_logs.readouterr().err)
+        assert event["headers"]["Authorization"] == "[redacted]"
+        assert event["access_token"] == "[redacted]"
+        assert event["completion_tokens"] == 7

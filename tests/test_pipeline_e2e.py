@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.calibration.profile import ProfileStore, build_profile
 from pipeline.config import Settings, load_settings
+from pipeline.errors import LLMTransientError
 from pipeline.llm import LLMClient
 from pipeline.models import ContentItem, Decision
 from pipeline.policies import load_policies
@@ -108,9 +109,11 @@ class TestOutcomes:
 
     def test_hallucinated_findings_are_suppressed(self) -> None:
         """When every finding cites a fake rule or misquotes, the item is suppressed."""
-        with SimServer(SimConfig(hallucination_rate=1.0)) as server:
-            with moderator(server.base_url, model="sim-calibrated+hallucinating") as mod:
-                d = check(mod.moderate(ContentItem(id="a", text=VIOLATION)))
+        with (
+            SimServer(SimConfig(hallucination_rate=1.0)) as server,
+            moderator(server.base_url, model="sim-calibrated+hallucinating") as mod,
+        ):
+            d = check(mod.moderate(ContentItem(id="a", text=VIOLATION)))
         assert d.outcome == "suppressed"
         bad = [f for f in d.findings if f.verdict]
         assert bad
@@ -161,18 +164,16 @@ class TestFailures:
     def test_rate_limits_are_retried_honouring_retry_after(self) -> None:
         """Two 429s then an answer: one Decision, three HTTP calls, no error."""
         config = SimConfig(faults=FaultConfig(script=("rate_limit", "rate_limit")))
-        with SimServer(config) as server:
-            with moderator(server.base_url) as mod:
-                d = mod.moderate(ContentItem(id="a", text=VIOLATION))
+        with SimServer(config) as server, moderator(server.base_url) as mod:
+            d = mod.moderate(ContentItem(id="a", text=VIOLATION))
         assert not d.errors
         assert d.usage.calls == 3
 
     def test_malformed_json_is_reasked(self) -> None:
         """Invalid JSON once: instructor re-asks and the item completes."""
         config = SimConfig(faults=FaultConfig(script=("malformed",)))
-        with SimServer(config) as server:
-            with moderator(server.base_url) as mod:
-                d = mod.moderate(ContentItem(id="a", text=VIOLATION))
+        with SimServer(config) as server, moderator(server.base_url) as mod:
+            d = mod.moderate(ContentItem(id="a", text=VIOLATION))
         assert not d.errors
         assert d.usage.calls == 2
 
@@ -188,26 +189,25 @@ class TestFailures:
         ids=["500", "429", "malformed", "truncated", "timeout"],
     )
     def test_persistent_faults_end_as_error_decisions(self, faults: FaultConfig, kind: str) -> None:
-        """A provider that keeps failing yields an error Decision (routed to review), bounded calls."""
-        with SimServer(SimConfig(faults=faults)) as server:
-            with moderator(
-                server.base_url, max_transport_retries=1, max_reasks=1, timeout_s=0.5
-            ) as mod:
-                d = mod.moderate(ContentItem(id="a", text=VIOLATION))
+        """A provider that keeps failing yields an error Decision routed to review."""
+        with (
+            SimServer(SimConfig(faults=faults)) as server,
+            moderator(server.base_url, max_transport_retries=1, max_reasks=1, timeout_s=0.5) as mod,
+        ):
+            d = mod.moderate(ContentItem(id="a", text=VIOLATION))
         assert d.outcome == "error"
         assert [e.kind for e in d.errors] == [kind]
         assert d.review_priority == Settings().routing.error_priority
 
     def test_transient_failure_raises_for_queues(self) -> None:
         """`attempt` lets a transient failure propagate so a queue can retry the item."""
-        from pipeline.errors import LLMTransientError
-
-        with SimServer(SimConfig(faults=FaultConfig(rate_limit=1.0, retry_after_ms=70))) as server:
-            with (
-                moderator(server.base_url, max_transport_retries=0) as mod,
-                pytest.raises(LLMTransientError) as caught,
-            ):
-                mod.attempt(ContentItem(id="a", text=VIOLATION))
+        config = SimConfig(faults=FaultConfig(rate_limit=1.0, retry_after_ms=70))
+        with (
+            SimServer(config) as server,
+            moderator(server.base_url, max_transport_retries=0) as mod,
+            pytest.raises(LLMTransientError) as caught,
+        ):
+            mod.attempt(ContentItem(id="a", text=VIOLATION))
         assert caught.value.status_code == 429
         assert caught.value.retry_after == pytest.approx(0.07)
 
@@ -272,7 +272,7 @@ def test_no_logprobs_means_no_signal_said_plainly() -> None:
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
-    transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=body))
+    transport = httpx2.MockTransport(lambda _request: httpx2.Response(200, json=body))
     settings = load_settings(
         model="plain-model", base_url="http://provider.invalid/v1", api_key="k"
     )

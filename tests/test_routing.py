@@ -140,3 +140,10 @@ class TestPriority:
         sure = route([finding(severity="low", confidence=0.94)], TRUSTED, CONFIG)
         assert unsure.priority > sure.priority
         assert 0 <= sure.priority <= 100
+
+
+class TestRuleIdWhitespace:
+    def test_padded_self_harm_id_is_still_always_reviewed(self) -> None:
+        """A rule id with stray spaces cannot slip past the always-review policies."""
+        routed = route([finding(" SELF_HARM.1")], TRUSTED, CONFIG)
+        assert routed.outcome == "human_review"

@@ -18,7 +18,7 @@ import typer
 
 from pipeline.config import load_settings
 from pipeline.inputs import InputProblem, read_items
-from pipeline.log import configure_logging
+from pipeline.log import configure_logging, printable
 from workers.results import Results
 from workers.review_queue import ReviewError, ReviewQueue
 from workers.settings import redis_client, worker_settings
@@ -83,7 +83,7 @@ def submit(
         for entry in read_items(path):
             if isinstance(entry, InputProblem):
                 problems += 1
-                typer.echo(f"{path}:{entry}", err=True)
+                typer.echo(printable(f"{path}:{entry}"), err=True)
                 # The worker turns this into an error Decision that names the problem.
                 yield {"id": entry.item_id, PROBLEM_FIELD: entry.message}
             else:

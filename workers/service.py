@@ -181,6 +181,9 @@ def parse_item(moderator: Moderator, payload: Any) -> tuple[ContentItem, Decisio
         item_id = str(payload.get("id") or "unknown")
         error = InputError(item_id, payload[PROBLEM_FIELD])
         return ContentItem(id=item_id, text=""), moderator.rejected(item_id, error)
+    if isinstance(payload, dict):
+        # Producers add their own fields; like the file reader, keep only what an item has.
+        payload = {k: v for k, v in payload.items() if k in ContentItem.model_fields}
     try:
         return ContentItem.model_validate(payload), None
     except ValidationError as exc:
