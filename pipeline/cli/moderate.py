@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,8 +84,15 @@ def demo(
     from pipeline.sim.server import SimServer  # noqa: PLC0415 - only the demo needs it
 
     with SimServer() as server:
+        # The demo's reader wants the table, not a JSON event per stage; the events are
+        # still one QUOTEGUARD_LOG_LEVEL=info away.
+        quiet = None if "QUOTEGUARD_LOG_LEVEL" in os.environ else "warning"
         settings = _settings(
-            model=model, base_url=server.base_url, api_key="sim", concurrency=concurrency
+            model=model,
+            base_url=server.base_url,
+            api_key="sim",
+            concurrency=concurrency,
+            log_level=quiet,
         )
         summary = _run(settings, DEMO_ITEMS, out)
     console.print(summary_table(summary, f"quoteguard demo: {model} (simulated)"))
