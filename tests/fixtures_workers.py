@@ -182,6 +182,38 @@ def child_env(**extra: str) -> dict[str, str]:
 PYTHON = sys.executable
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """A redis-server of this test's own (AOF on), on a free port: safe to restart."""
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp_path)]
+
+    def start() -> subprocess.Popen[bytes]:
+        with (tmp_path / f"redis-{len(procs)}.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        client = redis.Redis(port=port)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, 10, "redis-server to answer")
+        client.close()
+        return proc
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 # ----------------------------------------------------------------------------- webhooks
 
 

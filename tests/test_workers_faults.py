@@ -12,14 +12,12 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import redis
 
 from pipeline.sim.config import FaultConfig, LatencyConfig, SimConfig
-from tests.fixtures_workers import Fleet, free_port, item_payloads, wait_until
+from tests.fixtures_workers import Fleet, item_payloads, wait_until
 
 pytest_plugins = ["tests.fixtures_workers"]
 
@@ -113,38 +111,6 @@ def test_retries_honour_retry_after_then_review(make_fleet: FleetFactory) -> Non
     assert fleet.review.size().queued == len(payloads)
     entry = fleet.review.pending(limit=1)[0]
     assert entry.decision.errors[0].kind == "llm_transient"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """A redis-server of this test's own (AOF on), on a free port: safe to restart."""
-    port = free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp_path)]
-
-    def start() -> subprocess.Popen[bytes]:
-        with (tmp_path / f"redis-{len(procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        client = redis.Redis(port=port)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, 10, "redis-server to answer")
-        client.close()
-        return proc
-
-    start.port = port  # type: ignore[attr-defined]
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 @pytest.mark.timeout(150)

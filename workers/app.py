@@ -15,6 +15,7 @@ app.conf.update(
     task_acks_late=True,  # ack after the Decision is published, so a lost worker loses nothing
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,  # a dead worker strands at most `concurrency` items
+    broker_transport="workers.transport:Transport",  # kombu's Redis, one loss window closed
     broker_transport_options=celery_transport_options(settings),
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # a Redis restart is waited out, not fatal
