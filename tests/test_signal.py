@@ -99,7 +99,7 @@ class TestVerdictProbability:
         """The verdict token's raw alternatives land in the record for the audit."""
         tokens = split('{"findings":[{"verdict": <V>}]}', [("true", LP_T, {"false": LP_F})])
         recorded = read_signal(completion(tokens), 1).verdicts[0].tokens[0]
-        assert recorded.token == "true"  # noqa: S105 - a token of text, not a credential
+        assert recorded.token == "true"
         assert {t.token: t.logprob for t in recorded.top} == {"true": LP_T, "false": LP_F}
 
     def test_several_findings_in_order(self) -> None:

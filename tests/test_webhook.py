@@ -20,7 +20,7 @@ from workers.webhook import (
     verify,
 )
 
-SECRET = "s3cret-for-tests"  # noqa: S105 - a test key
+SECRET = "s3cret-for-tests"
 BODY = b'{"item_id": "1", "outcome": "auto_action"}'
 
 

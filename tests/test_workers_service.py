@@ -125,7 +125,7 @@ class TestWebhook:
             receiver.statuses.extend([(503, {"Retry-After": "0"})] * 5)
             fleet = make_fleet(
                 QUOTEGUARD_WEBHOOK_URL=receiver.url,
-                QUOTEGUARD_WEBHOOK_SECRET="hook-secret",  # noqa: S106 - a test key
+                QUOTEGUARD_WEBHOOK_SECRET="hook-secret",
             )
             fleet.start_worker(concurrency=4)
             payloads = item_payloads(20)
