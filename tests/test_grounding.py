@@ -103,9 +103,7 @@ def group_offsets(offsets: list[int]) -> tuple[tuple[int, int], ...]:
 
 def quotable(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """Spans a model may quote: one marked letter ("M") grounds nothing, by design."""
-    return tuple(
-        (a, b) for a, b in spans if sum(c.isalnum() for c in text[a:b]) >= MIN_QUOTE_CHARS
-    )
+    return tuple((a, b) for a, b in spans if sum(c.isalnum() for c in text[a:b]) >= MIN_QUOTE_CHARS)
 
 
 @cache
