@@ -352,11 +352,22 @@ def make_fleet(
     sim_factory: Callable[..., SimServer],
 ) -> Iterator[Callable[..., Fleet]]:
     """Build a fleet on a simulated model (tests/conftest.py's sim_factory) of a given config."""
+    sims: list[SimServer] = []
 
     def build(
-        sim_config: SimConfig | None = None, *, redis: str | None = None, **env: str
+        sim_config: SimConfig | None = None,
+        *,
+        redis: str | None = None,
+        on_request: Callable[[], None] | None = None,
+        **env: str,
     ) -> Fleet:
-        sim = sim_factory(sim_config or SimConfig())
+        if on_request is None:
+            sim = sim_factory(sim_config or SimConfig())
+        else:
+            # Our own server, to see each chat request arrive before the simulator does.
+            sim = SimServer(sim_config or SimConfig())
+            sim.app.add_middleware(_Arrivals, on_request=on_request)
+            sims.append(sim.start())
         url = redis or redis_url
         worker_env = child_env(
             **{
@@ -372,6 +383,21 @@ def make_fleet(
     yield build
     # Workers first, while the simulated model still answers their last calls.
     processes.stop_all()
+    for sim in sims:
+        sim.stop()
+
+
+class _Arrivals:
+    """ASGI middleware: calls `on_request` as each chat completion request arrives."""
+
+    def __init__(self, app: Any, on_request: Callable[[], None]) -> None:
+        self.app = app
+        self.on_request = on_request
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/chat/completions"):
+            self.on_request()
+        await self.app(scope, receive, send)
 
 
 def item_payloads(count: int, prefix: str = "item") -> list[dict[str, object]]:
