@@ -52,13 +52,14 @@ class TestReview:
     def test_list_claim_release_resolve_export(self, results: Results) -> None:
         """The review commands go through a claim's whole life."""
         results.publish(make_decision("a", priority=10), make_item("a"))
-        results.publish(make_decision("b", priority=90), make_item("b"))
+        results.publish(make_decision("b", priority=90), make_item("b", "evil \u202e txet"))
         code, out, err = run("review", "list")
         assert code == 0
         assert "queued=2 claimed=0" in err
         assert [json.loads(line)["priority"] for line in out.splitlines()] == [90, 10]
 
         code, out, _ = run("review", "claim", "--reviewer", "ops")
+        assert out.isascii()  # hostile content cannot reach the terminal raw
         claim = json.loads(out)
         key, token = claim["entry"]["key"], claim["token"]
         assert claim["entry"]["item"]["id"] == "b"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from pydantic import BaseModel
 
 from pipeline.config import load_settings
 from pipeline.inputs import InputProblem, read_items
@@ -113,6 +114,12 @@ def results(
         _print_entry(entry.stream_id, entry.decision.model_dump_json())
 
 
+def _emit(model: BaseModel) -> None:
+    # ASCII-escaped JSON: reviewed content is hostile, and pydantic's JSON leaves bidi
+    # overrides and other format characters raw for the terminal to act on.
+    typer.echo(json.dumps(model.model_dump(mode="json")))
+
+
 def _print_entry(stream_id: str, decision_json: str) -> None:
     # JSON (ASCII-escaped) so hostile content cannot drive the terminal.
     typer.echo(json.dumps({"stream_id": stream_id, "decision": json.loads(decision_json)}))
@@ -162,7 +169,7 @@ def review_claim(
     if claim is None:
         typer.echo("nothing to claim", err=True)
         raise typer.Exit(1)
-    typer.echo(claim.model_dump_json())
+    _emit(claim)
 
 
 @review_app.command("resolve")
@@ -180,7 +187,7 @@ def review_resolve(
     except (ReviewError, ValueError) as exc:
         typer.echo(f"not resolved: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(resolution.model_dump_json())
+    _emit(resolution)
 
 
 @review_app.command("release")
@@ -204,7 +211,7 @@ def review_export(
     """Every resolution with its Decision and content, as JSON lines (labelled data)."""
     queue = _queue()
     for example in queue.labelled(after):
-        typer.echo(example.model_dump_json())
+        _emit(example)
 
 
 app.command("worker")(worker)
