@@ -28,6 +28,7 @@ from pipeline.calibration import EvaluationResult, ProfileStore, build_profile, 
 from pipeline.calibration.metrics import DEFAULT_BINS, DEFAULT_BOOTSTRAP
 from pipeline.calibration.profile import DEFAULT_TARGET_PRECISION
 from pipeline.cli.calibration_tables import evaluations_table, gate_table, profile_table
+from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
 from pipeline.cli.render import console
 from pipeline.config import Settings, load_settings
 from pipeline.errors import QuoteguardError
@@ -47,9 +48,6 @@ GoldenOpt = Annotated[
     ),
 ]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name for the provider.")]
-BaseUrlOpt = Annotated[
-    str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama...).")
-]
 SimOpt = Annotated[
     bool, typer.Option("--sim", help="Start the simulated model in-process (no --base-url).")
 ]
@@ -57,14 +55,10 @@ OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Report directory (HT
 CacheOpt = Annotated[
     Path, typer.Option("--cache-dir", help="Decisions cache: reruns only call for new items.")
 ]
-ProfilesOpt = Annotated[
-    Path | None, typer.Option("--profiles", help="Calibration profiles directory.")
-]
 BinsOpt = Annotated[int, typer.Option("--bins", min=2, max=100, help="Bins for ECE/MCE/SCE.")]
 BootstrapOpt = Annotated[
     int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for every interval.")
 ]
-ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", "-c", min=1)]
 FallbackOpt = Annotated[
     bool | None,
     typer.Option(
@@ -72,7 +66,6 @@ FallbackOpt = Annotated[
         help="Sample borderline items (one extra call each); default from settings (off).",
     ),
 ]
-PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="Policy files directory.")]
 
 DEFAULT_CACHE = Path(".quoteguard-cache")
 

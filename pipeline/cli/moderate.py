@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.batch import run_batch
+from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
 from pipeline.cli.render import console, summary_table
 from pipeline.config import Settings, load_settings
 from pipeline.errors import QuoteguardError
@@ -28,12 +29,6 @@ InputPath = Annotated[
 ]
 OutPath = Annotated[Path, typer.Option("--out", "-o", help="Where Decisions are written.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name for the provider.")]
-BaseUrlOpt = Annotated[
-    str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama...).")
-]
-ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", "-c", min=1)]
-PoliciesOpt = Annotated[Path | None, typer.Option("--policies", help="Policy files directory.")]
-ProfilesOpt = Annotated[Path | None, typer.Option("--profiles", help="Calibration profiles dir.")]
 
 
 def register(app: typer.Typer) -> None:
