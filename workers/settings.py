@@ -177,4 +177,7 @@ def celery_transport_options(settings: WorkerSettings) -> dict[str, Any]:
         # leaves the lock behind until it expires, and until then nobody restores anything:
         # kombu's 5 minutes would stall redelivery that long, so keep it to a few sweeps.
         "unacked_mutex_expire": max(5, 3 * settings.restore_interval_s),
+        # A consumer's in-flight list (workers.transport) is put back once its channel has
+        # missed a few sweeps: its worker is gone.
+        "inflight_alive_ttl": max(3, 3 * settings.restore_interval_s),
     }

@@ -1,73 +1,253 @@
-"""kombu's Redis transport, with one loss window closed.
+"""kombu's Redis transport, with its loss window closed: messages are moved, not popped.
 
-kombu takes a message with BRPOP (the message leaves the queue) and then, in a second
-round trip, records it as unacked (the record that brings it back if the worker dies). If
-Redis goes away between the two, as it does when it restarts, the message exists only in
-the worker's memory: kombu raises, the consumer reconnects, and the message is gone. Our
-Redis restart test lost one item in three runs that way.
+kombu takes a message with BRPOP (the message leaves the queue) and then, in a second round
+trip, records it as unacked (the record that brings it back if the worker dies). A worker
+killed between the two (kill -9, OOM), or a Redis restart between them, left the message in
+no place at all: our kill test lost one item in a few runs, the Redis restart test one in
+three.
 
-Here a message whose unacked record could not be written is kept aside and put back on its
-queue by the next restore sweep that reaches Redis (every `restore_interval_s`). It was
-never handed to a task (kombu records before it delivers), so nothing runs twice because
-of it; if the record did land after all, the item is delivered twice and the Decision
-dedupe keeps one.
+Here a consumer takes a message with BLMOVE into an in-flight list of its own, atomically,
+and removes it from there only once kombu's unacked record holds it. Every in-flight list
+is registered in the `unacked_inflight` hash and kept alive by a marker key that its
+channel refreshes at each restore sweep. When the marker is gone (the process died, or the
+channel gave the list up after an error), any worker's next sweep puts what the list holds
+back on its queue. A message can now be delivered twice (it was recorded as unacked and
+also left in the list), never zero times; the Decision dedupe keeps one.
 
-Still open, and inherent to BRPOP: a worker killed (kill -9, OOM) in the microseconds
-between BRPOP and the unacked record loses that message. A reliable-queue transport
-(BLMOVE into a per-consumer list) or RabbitMQ quorum queues close that one too.
+BLMOVE takes one source list. A channel consuming several queues falls back to kombu's
+BRPOP, with its window, and says so once in the log; message priorities are off by default
+so that each queue is one list.
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import json
+import time
+import uuid
+import weakref
+from collections.abc import Iterable
+from queue import Empty
 from typing import Any
 
 import redis
 import structlog
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
 
 log = structlog.get_logger("quoteguard.workers")
 
-#: (raw message, exchange, routing key) popped but not recorded; per process.
-_stranded: list[tuple[Any, str, str]] = []
-_lock = threading.Lock()
+#: Hash of every in-flight list: list key -> the key of its alive marker.
+INFLIGHT_REGISTRY = "unacked_inflight"
 
 
 class QoS(kombu_redis.QoS):
-    def append(self, message: Any, delivery_tag: str) -> None:
-        try:
-            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
-        except Exception:
-            delivery = message.delivery_info
-            with _lock:
-                _stranded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
-            log.warning("message_stranded", delivery_tag=delivery_tag)
-            raise
-
     def restore_visible(self, *args: Any, **kwargs: Any) -> Any:
-        self._restore_stranded()
-        return super().restore_visible(*args, **kwargs)  # type: ignore[no-untyped-call]
+        # kombu calls this every unacked_restore_interval on one consuming channel.
+        with self.channel.conn_or_acquire() as client:
+            self.channel.connection.beat_inflight(client)
+            restore_abandoned(self.channel, client)
+        return super().restore_visible(*args, **kwargs)
 
-    def _restore_stranded(self) -> None:
-        with _lock:
-            if not _stranded:
-                return
-            pending = list(_stranded)
-            try:
-                with self.channel.conn_or_acquire() as client, client.pipeline() as pipe:
-                    for raw, exchange, routing_key in pending:
-                        self.channel._do_restore_message(raw, exchange, routing_key, pipe)
-                    pipe.execute()
-            except (redis.RedisError, OSError) as exc:  # still away: keep them for next time
-                log.warning("stranded_restore_failed", count=len(pending), error=str(exc))
-                return
-            del _stranded[: len(pending)]
-        log.warning("stranded_restored", count=len(pending))
+
+def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
+    """Put back the contents of every in-flight list whose alive marker has expired."""
+    registry = client.hgetall(INFLIGHT_REGISTRY)
+    if not registry:
+        return 0
+    keys = list(registry)
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(registry[key])
+        alive = pipe.execute()
+    restored = 0
+    for key, is_alive in zip(keys, alive, strict=True):
+        if not is_alive:
+            restored += channel.restore_inflight(client, bytes_to_str(key))
+    return restored
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
 
+    #: One list per queue: BLMOVE reads one list, and this transport does not use priorities.
+    priority_steps = [0]  # noqa: RUF012 - kombu's own attribute, a list there too
+    #: Seconds an in-flight list outlives its channel's last sweep; a few sweep intervals.
+    inflight_alive_ttl = 30
+
+    from_transport_options = (  # type: ignore[assignment]  # one option more than kombu's
+        *kombu_redis.Channel.from_transport_options,
+        "inflight_alive_ttl",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._moving_from: str | None = None
+        self._warned_multi = False
+        self._server_moves: bool | None = None  # BLMOVE needs Redis 6.2
+        self._new_inflight_list()
+        # Kept: kombu detaches self.connection on some close paths.
+        self._peers: weakref.WeakSet[Channel] = self.connection.inflight_channels
+        self._peers.add(self)
+
+    # -- the in-flight list ----------------------------------------------------------------
+
+    def _new_inflight_list(self) -> None:
+        name = f"{INFLIGHT_REGISTRY}:{uuid.uuid4().hex}"
+        self.inflight_key = name
+        self.inflight_alive_key = f"{name}:alive"
+        self._inflight_registered = False
+
+    def register_inflight(self, client: redis.Redis[bytes]) -> None:
+        """Mark the list alive and registered; again at every sweep (a sweep that took this
+        channel for dead while it stalled removed the registration)."""
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(self.inflight_alive_key, int(time.time()), ex=self.inflight_alive_ttl)
+            pipe.hset(INFLIGHT_REGISTRY, self.inflight_key, self.inflight_alive_key)
+            pipe.execute()
+        self._inflight_registered = True
+
+    def _give_up_inflight_list(self, reason: str) -> None:
+        """After an error the list may hold a message nobody will record: leave it to the
+        sweeps (now, if Redis answers; else when the marker expires) and use a new list."""
+        old_alive = self.inflight_alive_key
+        self._new_inflight_list()
+        try:
+            with self.conn_or_acquire() as client:
+                client.delete(old_alive)
+        except (redis.RedisError, OSError):
+            pass  # the marker expires on its own
+        log.warning("inflight_list_abandoned", reason=reason)
+
+    def restore_inflight(self, client: redis.Redis[bytes], key: str) -> int:
+        """Move everything in list `key` back to its queue and unregister it; atomic, so two
+        sweeps never restore one message twice."""
+        restored: list[int] = []
+
+        def move_back(pipe: Any) -> None:
+            raw_items = pipe.lrange(key, 0, -1)
+            pipe.multi()
+            for raw in reversed(raw_items):  # oldest first, as they left the queue
+                payload = json.loads(bytes_to_str(raw))
+                info = payload["properties"]["delivery_info"]
+                self._do_restore_message(payload, info["exchange"], info["routing_key"], pipe)
+            pipe.delete(key)
+            pipe.hdel(INFLIGHT_REGISTRY, key)
+            restored[:] = [len(raw_items)]
+
+        client.transaction(move_back, key)
+        if restored and restored[0]:
+            log.warning("inflight_restored", list=key, count=restored[0])
+        return restored[0] if restored else 0
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def _single_source(self) -> str | None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        if len(keys) == 1 and not self.global_keyprefix and self._supports_blmove():
+            return str(keys[0])
+        if keys and not self._warned_multi:
+            self._warned_multi = True
+            log.warning(
+                "inflight_unavailable",
+                lists=len(keys),
+                prefixed=bool(self.global_keyprefix),
+                blmove=self._server_moves,
+            )
+        return None
+
+    def _supports_blmove(self) -> bool:
+        if self._server_moves is None:
+            with self.conn_or_acquire() as client:
+                version = str(client.info("server").get("redis_version", "0"))
+            self._server_moves = tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
+        return self._server_moves
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        source = self._single_source()
+        if source is None:
+            self._moving_from = None
+            super()._brpop_start(timeout)
+            return
+        if not self._inflight_registered:
+            with self.conn_or_acquire() as client:
+                self.register_inflight(client)
+        wait = self.brpop_timeout if timeout is None else timeout
+        # kombu declares both as None at class level; it assigns them the same way.
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
+        self._moving_from = source
+        self.client.connection.send_command(
+            "BLMOVE", source, self.inflight_key, "RIGHT", "LEFT", wait or 0
+        )
+
+    def _brpop_read(self, **options: Any) -> Any:
+        source, self._moving_from = self._moving_from, None
+        if source is None:
+            return super()._brpop_read(**options)
+        try:
+            try:
+                raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                self._give_up_inflight_list("connection lost while moving a message")
+                raise
+            if not raw:
+                raise Empty()
+            self._queue_cycle.rotate(source)
+            try:
+                # Records the message as unacked (or requeues it) before it returns.
+                self.connection._deliver(json.loads(bytes_to_str(raw)), source)
+            except Exception:
+                self._give_up_inflight_list("unacked record not written")
+                raise
+            self._settle(raw)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()
+
+    def _settle(self, raw: bytes) -> None:
+        """The unacked record holds the message now: drop it from the in-flight list."""
+        try:
+            with self.conn_or_acquire() as client:
+                client.lrem(self.inflight_key, 1, raw)
+        except (redis.RedisError, OSError):
+            # Recorded twice: delivered again later, and the Decision dedupe keeps one.
+            self._give_up_inflight_list("in-flight entry not removed")
+
+    def close(self) -> None:
+        # Best effort only: whatever stays in the in-flight list is restored by the sweeps
+        # once its marker expires, so no error here may stop kombu's own close below (a
+        # channel left half-closed is closed again later, on a detached transport).
+        try:
+            if self._in_poll and self._moving_from is not None:
+                with contextlib.suppress(Empty):
+                    self._brpop_read()
+            if not self.closed and self._inflight_registered:
+                with self.conn_or_acquire() as client:
+                    self.restore_inflight(client, self.inflight_key)
+                    client.delete(self.inflight_alive_key)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.info("inflight_left_to_sweeps", list=self.inflight_key, error=type(exc).__name__)
+        finally:
+            self._peers.discard(self)
+            super().close()
+
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inflight_channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+    def beat_inflight(self, client: redis.Redis[bytes]) -> None:
+        """Keep alive the in-flight lists of every open channel of this connection."""
+        for channel in _registered(self.inflight_channels):
+            channel.register_inflight(client)
+
+
+def _registered(channels: Iterable[Channel]) -> list[Channel]:
+    return [c for c in list(channels) if c._inflight_registered and not c.closed]
