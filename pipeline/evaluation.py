@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import structlog
 from pydantic import JsonValue
@@ -78,16 +79,32 @@ class GoldenRun:
         return versions[0]
 
 
+def endpoint_identity(base_url: str | None) -> str:
+    """Scheme, host, port and path of an endpoint: never its credentials or query string."""
+    if base_url is None:
+        return "default"
+    url = urlsplit(base_url)
+    return f"{url.scheme}://{url.hostname or ''}:{url.port or ''}{url.path.rstrip('/')}"
+
+
 def cache_key(moderator: Moderator) -> str:
     """Names the cache file: everything besides the item that shapes a stored Decision.
 
-    The profiles matter only through fallback sampling (which items are borderline), so they
-    join the key only when the fallback is on; a disabled fallback then lets `calibrate`,
-    `eval` and `compare` share one cache, and a new profile re-scores without model calls.
+    The same model name on another endpoint (a local vLLM, a proxy) is another model, and
+    the sampling settings change what it answers, so both are in the key. The profiles
+    matter only through fallback sampling (which items are borderline), so they join the key
+    only when the fallback is on; a disabled fallback then lets `calibrate`, `eval` and
+    `compare` share one cache, and a new profile re-scores without model calls.
     """
-    fallback = moderator.settings.fallback
+    settings = moderator.settings
+    fallback = settings.fallback
     parts: dict[str, object] = {
         "model": moderator.model,
+        "endpoint": endpoint_identity(settings.base_url),
+        "sampling": settings.model_dump(
+            mode="json",
+            include={"output_mode", "temperature", "top_logprobs", "max_output_tokens"},
+        ),
         "policy_version": moderator.policy_version,
         "fallback": fallback.model_dump(mode="json") if fallback.enabled else None,
     }

@@ -326,6 +326,24 @@ class TestRunGolden:
         assert cache_key(off) == cache_key(moderator(sim))
         assert cache_key(on) != cache_key(off)
 
+    def test_cache_file_depends_on_endpoint_and_sampling(self, sim: SimServer) -> None:
+        """The same model name on another endpoint, or sampled otherwise, is another cache;
+        credentials in the URL are not part of the key."""
+        base = moderator(sim)
+
+        def key(**overrides: object) -> str:
+            fields: dict[str, object] = {"model": "sim-calibrated", "base_url": sim.base_url}
+            settings = load_settings(api_key="k", **(fields | overrides))
+            return cache_key(Moderator(settings, base.policies, base.client, base.watch))
+
+        assert key() == cache_key(base)
+        assert key(base_url="http://10.0.0.9:8000/v1") != key()
+        assert key(temperature=0.7) != key()
+        assert key(top_logprobs=2) != key()
+        with_user = sim.base_url.replace("http://", "http://reader:secret@")
+        assert key(base_url=with_user) == key()
+        assert key(base_url=sim.base_url + "/") == key()
+
     def test_evaluate_reports_raw_metrics_and_coverage(
         self, sim: SimServer, tmp_path: Path
     ) -> None:
