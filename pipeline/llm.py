@@ -58,6 +58,8 @@ class CallStats:
     calls: int = 0
     statuses: list[int] = field(default_factory=list)
     rate_wait_s: float = 0.0
+    #: The rate gate's refusal, if it refused: the SDK's retries of it are refused at once.
+    gate_refusal: LLMError | None = None
 
 
 _current_stats: contextvars.ContextVar[CallStats | None] = contextvars.ContextVar(
@@ -117,8 +119,17 @@ class LLMClient:
     def _before_request(self, request: httpx2.Request) -> None:
         stats = _current_stats.get()
         if self.rate_gate is not None:
+            # The SDK takes an error raised here for a connection failure and retries it:
+            # once the gate has refused, refuse its retries at once instead of waiting again.
+            if stats is not None and stats.gate_refusal is not None:
+                raise stats.gate_refusal
             tokens = len(request.content) // CHARS_PER_TOKEN + self.settings.max_output_tokens
-            waited = self.rate_gate.acquire(self.settings.model, tokens)
+            try:
+                waited = self.rate_gate.acquire(self.settings.model, tokens)
+            except LLMError as refusal:
+                if stats is not None:
+                    stats.gate_refusal = refusal
+                raise
             if stats is not None:
                 stats.rate_wait_s += waited
         if stats is not None:
@@ -170,7 +181,15 @@ class LLMClient:
 
 
 def translate_error(exc: BaseException, *, calls: int = 0) -> LLMError:
-    """Map SDK/instructor exceptions onto the project's transient/request/invalid errors."""
+    """Map SDK/instructor exceptions onto the project's transient/request/invalid errors.
+
+    Our own error raised inside the SDK (the rate gate, from the request hook) arrives
+    wrapped as a connection error; it is returned as it was, Retry-After included.
+    """
+    return _own_error(exc) or _sdk_error(exc, calls)
+
+
+def _sdk_error(exc: BaseException, calls: int) -> LLMError:
     cause: BaseException = exc
     if isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
         cause = exc.__cause__
@@ -194,6 +213,17 @@ def translate_error(exc: BaseException, *, calls: int = 0) -> LLMError:
             last_completion=_completion_text(exc.last_completion),
         )
     return LLMRetriesExhausted(attempts=calls, last_error=_first_line(f"{exc!r}"))
+
+
+def _own_error(exc: BaseException) -> LLMError | None:
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        if isinstance(link, LLMError):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None
 
 
 def _retry_after(headers: httpx2.Headers) -> float | None:

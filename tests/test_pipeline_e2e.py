@@ -211,6 +211,39 @@ class TestFailures:
         assert caught.value.status_code == 429
         assert caught.value.retry_after == pytest.approx(0.07)
 
+    def test_rate_gate_refusal_keeps_its_retry_after(self, sim: SimServer) -> None:
+        """A shared rate limit that would hold a request too long refuses it: the item's
+        transient error carries the gate's Retry-After, the SDK does not retry the refusal
+        as a connection failure, and no request reaches the provider."""
+
+        class RefusingGate:
+            asked: list[tuple[str, int]] = []  # noqa: RUF012 - one gate per test
+
+            def acquire(self, model: str, tokens: int) -> float:
+                RefusingGate.asked.append((model, tokens))
+                raise LLMTransientError("shared limit full", retry_after=42.0)
+
+        settings = load_settings(
+            model="sim-calibrated", base_url=sim.base_url, api_key="k", max_transport_retries=3
+        )
+        before = sim.state.stats.snapshot()["requests"]
+        with (
+            Moderator(
+                settings,
+                load_policies(),
+                LLMClient(settings, RefusingGate()),
+                SignalWatch(ProfileStore()),
+            ) as mod,
+            pytest.raises(LLMTransientError) as caught,
+        ):
+            mod.attempt(ContentItem(id="a", text=VIOLATION))
+        assert caught.value.retry_after == 42.0
+        assert str(caught.value) == "shared limit full"
+        [(model, tokens)] = RefusingGate.asked  # asked once, for this model's request
+        assert model == "sim-calibrated"
+        assert tokens > settings.max_output_tokens
+        assert sim.state.stats.snapshot()["requests"] == before
+
 
 class TestInputs:
     @pytest.mark.parametrize("text", ["", "   \n\t "], ids=["empty", "whitespace"])
