@@ -9,6 +9,9 @@ own: an ACL that refuses the unacked record, and a consumer abandoned right afte
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ import redis
 from kombu import Connection
 
 from tests.fixtures_workers import wait_until
-from workers.transport import INFLIGHT_REGISTRY
+from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE
 
 pytest_plugins = ["tests.fixtures_workers"]
 
@@ -42,8 +45,8 @@ def admin(redis_port: int) -> Iterator[redis.Redis[str]]:
     client.close()
 
 
-def consumer(url: str) -> Connection:
-    return Connection(url, transport=TRANSPORT, transport_options={"inflight_alive_ttl": ALIVE_TTL})
+def consumer(url: str, alive_ttl: float = ALIVE_TTL) -> Connection:
+    return Connection(url, transport=TRANSPORT, transport_options={"inflight_alive_ttl": alive_ttl})
 
 
 def inflight_lists(admin: redis.Redis[str]) -> dict[str, int]:
@@ -147,6 +150,96 @@ def test_live_consumer_keeps_its_list_past_the_ttl(
         assert first.default_channel._brpop_read() is True  # delivered and recorded
         assert sum(inflight_lists(admin).values()) == 0
         assert admin.hlen("unacked") == 1
+
+
+def test_undecodable_messages_are_set_aside_not_looped(
+    admin: redis.Redis[str], redis_port: int
+) -> None:
+    """A message that is not kombu JSON, taken by a consumer or found in a dead consumer's
+    list, is kept aside for a person; the messages around it are delivered."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    put(url, "jobs", {"item": "before"})
+    admin.lpush("jobs", "not json at all")
+    put(url, "jobs", {"item": "after"})
+    # A dead consumer's list with garbage and a real message in it.
+    admin.lpush("unacked_inflight:dead", '{"properties": {}}')
+    admin.lmove("jobs", "unacked_inflight:dead", "RIGHT", "LEFT")  # {"item": "before"}
+    admin.hset(INFLIGHT_REGISTRY, "unacked_inflight:dead", "unacked_inflight:dead:alive")
+    with consumer(url) as conn:
+        conn.default_channel.qos.restore_visible()
+        queue = conn.SimpleQueue("jobs")
+        got = []
+        for _ in range(2):
+            message = queue.get(timeout=3)
+            got.append(message.payload["item"])
+            message.ack()
+        with pytest.raises(queue.Empty):
+            queue.get(timeout=0.5)
+    assert sorted(got) == ["after", "before"]
+    assert set(admin.lrange(UNDECODABLE, 0, -1)) == {'{"properties": {}}', "not json at all"}
+    assert admin.llen("jobs") == 0
+    assert inflight_lists(admin) == {}
+
+
+def test_message_kombu_cannot_build_is_set_aside(admin: redis.Redis[str], redis_port: int) -> None:
+    """Valid JSON that kombu cannot turn into a message (no delivery tag) is set aside once,
+    not restored and retried forever; the next message is delivered."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    put(url, "jobs", {"item": "good"})
+    broken = json.loads(admin.lindex("jobs", 0) or "")
+    del broken["properties"]["delivery_tag"]
+    admin.rpush("jobs", json.dumps(broken))  # consumed first
+    with consumer(url) as conn:
+        queue = conn.SimpleQueue("jobs")
+        message = queue.get(timeout=3)
+        assert message.payload == {"item": "good"}
+        message.ack()
+        time.sleep(ALIVE_TTL + 0.5)
+        conn.default_channel.qos.restore_visible()
+        with pytest.raises(queue.Empty):
+            queue.get(timeout=0.5)
+    assert admin.llen(UNDECODABLE) == 1
+    assert admin.llen("jobs") == 0
+
+
+def test_idle_synchronous_consumer_keeps_its_list_alive(
+    admin: redis.Redis[str], redis_port: int
+) -> None:
+    """gevent/eventlet pools drain events without kombu's restore sweep: the channel keeps
+    its own marker alive as it waits, so another worker's sweep leaves its list alone."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    with consumer(url, alive_ttl=2) as idle, consumer(url, alive_ttl=2) as sweeper:
+        idle.SimpleQueue("jobs").consumer.consume()
+        sweeper.SimpleQueue("jobs").consumer.consume()
+        channel: Any = idle.default_channel
+        alive = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(socket.timeout):
+                idle.drain_events(timeout=2.0)  # as Celery's synloop; outlasts an empty move
+            sweeper.default_channel.qos.restore_visible()
+            alive.append(bool(admin.exists(channel.inflight_alive_key)))
+        assert all(alive)
+        assert channel.inflight_key in inflight_lists(admin)
+
+
+def test_dropped_connection_with_a_move_pending(admin: redis.Redis[str], redis_port: int) -> None:
+    """kombu drops an overdue connection without reading its reply: the message the server
+    moved is given up to the sweeps, not kept in a list its live consumer never reads."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    with consumer(url) as stuck, consumer(url) as other:
+        stuck.SimpleQueue("jobs").consumer.consume()
+        queue = other.SimpleQueue("jobs")
+        channel: Any = stuck.default_channel
+        stuck.transport.cycle._register_BRPOP(channel)
+        put(url, "jobs", {"item": 4})
+        wait_until(lambda: admin.llen(channel.inflight_key) == 1, 5, "the move")
+        channel.client.connection.disconnect()  # kombu's health check does this
+        time.sleep(ALIVE_TTL + 0.5)
+        stuck.default_channel.qos.restore_visible()  # its own sweep beats its new list only
+        message = queue.get(timeout=3)
+        assert message.payload == {"item": 4}
+        message.ack()
 
 
 def test_several_queues_fall_back_to_brpop(admin: redis.Redis[str], redis_port: int) -> None:

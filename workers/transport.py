@@ -7,12 +7,15 @@ no place at all: our kill test lost one item in a few runs, the Redis restart te
 three.
 
 Here a consumer takes a message with BLMOVE into an in-flight list of its own, atomically,
-and removes it from there only once kombu's unacked record holds it. Every in-flight list
-is registered in the `unacked_inflight` hash and kept alive by a marker key that its
-channel refreshes at each restore sweep. When the marker is gone (the process died, or the
-channel gave the list up after an error), any worker's next sweep puts what the list holds
-back on its queue. A message can now be delivered twice (it was recorded as unacked and
-also left in the list), never zero times; the Decision dedupe keeps one.
+and removes it from there in the transaction that writes kombu's unacked record: the
+message is always in the queue, the list or the record, and no round trip is added.
+Every in-flight list is registered in the `unacked_inflight` hash and kept alive by a
+marker key that its channel refreshes at each restore sweep. When the marker is gone (the
+process died, or the channel gave the list up after an error), any worker's next sweep
+puts what the list holds back on its queue. A message can be delivered twice (a consumer
+taken for dead while it stalled), never zero times; the Decision dedupe keeps one. A
+message that is not kombu JSON is set aside in `unacked_inflight:undecodable` rather than
+redelivered in a loop.
 
 BLMOVE takes one source list. A channel consuming several queues falls back to kombu's
 BRPOP, with its window, and says so once in the log; message priorities are off by default
@@ -33,21 +36,45 @@ from typing import Any
 import redis
 import structlog
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 
 log = structlog.get_logger("quoteguard.workers")
 
 #: Hash of every in-flight list: list key -> the key of its alive marker.
 INFLIGHT_REGISTRY = "unacked_inflight"
+#: Messages that are not kombu JSON: kept here for a person, never redelivered in a loop.
+UNDECODABLE = "unacked_inflight:undecodable"
 
 
 class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        """kombu's unacked record, and in the same transaction the message leaves the
+        in-flight list: it is in exactly one of the two at any instant, and no round trip
+        is added."""
+        raw = self.channel.take_handover()
+        if raw is None:
+            super().append(message, delivery_tag)
+            return
+        delivery = message.delivery_info
+        record = json.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
+            pipe.hset(self.unacked_key, delivery_tag, record)
+            pipe.lrem(self.channel.inflight_key, 1, raw)
+            pipe.execute()
+        virtual.QoS.append(self, message, delivery_tag)  # kombu's in-memory bookkeeping
+
     def restore_visible(self, *args: Any, **kwargs: Any) -> Any:
-        # kombu calls this every unacked_restore_interval on one consuming channel.
-        with self.channel.conn_or_acquire() as client:
-            self.channel.connection.beat_inflight(client)
-            restore_abandoned(self.channel, client)
-        return super().restore_visible(*args, **kwargs)
+        # kombu calls this every unacked_restore_interval on one consuming channel. Its own
+        # sweep of the unacked record runs whatever happens to ours.
+        try:
+            with self.channel.conn_or_acquire() as client:
+                self.channel.connection.beat_inflight(client)
+                restore_abandoned(self.channel, client)
+        finally:
+            return_value = super().restore_visible(*args, **kwargs)
+        return return_value
 
 
 def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
@@ -62,8 +89,12 @@ def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
         alive = pipe.execute()
     restored = 0
     for key, is_alive in zip(keys, alive, strict=True):
-        if not is_alive:
+        if is_alive:
+            continue
+        try:
             restored += channel.restore_inflight(client, bytes_to_str(key))
+        except redis.ResponseError as exc:  # a damaged entry must not stop the others
+            log.error("inflight_restore_failed", list=bytes_to_str(key), error=str(exc))
     return restored
 
 
@@ -83,6 +114,7 @@ class Channel(kombu_redis.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._moving_from: str | None = None
+        self._handover: bytes | None = None
         self._warned_multi = False
         self._server_moves: bool | None = None  # BLMOVE needs Redis 6.2
         self._new_inflight_list()
@@ -97,6 +129,7 @@ class Channel(kombu_redis.Channel):
         self.inflight_key = name
         self.inflight_alive_key = f"{name}:alive"
         self._inflight_registered = False
+        self._beaten_at = 0.0
 
     def register_inflight(self, client: redis.Redis[bytes]) -> None:
         """Mark the list alive and registered; again at every sweep (a sweep that took this
@@ -106,39 +139,53 @@ class Channel(kombu_redis.Channel):
             pipe.hset(INFLIGHT_REGISTRY, self.inflight_key, self.inflight_alive_key)
             pipe.execute()
         self._inflight_registered = True
+        self._beaten_at = time.monotonic()
 
-    def _give_up_inflight_list(self, reason: str) -> None:
+    def _due_for_beat(self) -> bool:
+        # Sweeps beat every restore interval on Celery's event loop, but the synchronous
+        # loop of gevent/eventlet pools skips them while idle: each move checks too.
+        elapsed = time.monotonic() - self._beaten_at
+        return not self._inflight_registered or elapsed > self.inflight_alive_ttl / 3
+
+    def _give_up_inflight_list(self, reason: str, *, release_now: bool = False) -> None:
         """After an error the list may hold a message nobody will record: leave it to the
-        sweeps (now, if Redis answers; else when the marker expires) and use a new list."""
+        sweeps and use a new list. The sweeps take it when its marker expires, or at once
+        with `release_now` (only when Redis answers: a half-open connection could hang)."""
         old_alive = self.inflight_alive_key
         self._new_inflight_list()
-        try:
-            with self.conn_or_acquire() as client:
-                client.delete(old_alive)
-        except (redis.RedisError, OSError):
-            pass  # the marker expires on its own
+        if release_now:
+            try:
+                with self.conn_or_acquire() as client:
+                    client.delete(old_alive)
+            except (redis.RedisError, OSError):
+                pass  # the marker expires on its own
         log.warning("inflight_list_abandoned", reason=reason)
 
     def restore_inflight(self, client: redis.Redis[bytes], key: str) -> int:
         """Move everything in list `key` back to its queue and unregister it; atomic, so two
         sweeps never restore one message twice."""
-        restored: list[int] = []
+        counts = {"restored": 0, "undecodable": 0}
 
         def move_back(pipe: Any) -> None:
             raw_items = pipe.lrange(key, 0, -1)
             pipe.multi()
+            counts.update(restored=0, undecodable=0)  # a WATCH retry counts afresh
             for raw in reversed(raw_items):  # oldest first, as they left the queue
-                payload = json.loads(bytes_to_str(raw))
+                payload = decode(raw)
+                if payload is None:
+                    pipe.rpush(UNDECODABLE, raw)
+                    counts["undecodable"] += 1
+                    continue
                 info = payload["properties"]["delivery_info"]
                 self._do_restore_message(payload, info["exchange"], info["routing_key"], pipe)
+                counts["restored"] += 1
             pipe.delete(key)
             pipe.hdel(INFLIGHT_REGISTRY, key)
-            restored[:] = [len(raw_items)]
 
         client.transaction(move_back, key)
-        if restored and restored[0]:
-            log.warning("inflight_restored", list=key, count=restored[0])
-        return restored[0] if restored else 0
+        if counts["restored"] or counts["undecodable"]:
+            log.warning("inflight_restored", list=key, **counts)
+        return counts["restored"]
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -170,7 +217,7 @@ class Channel(kombu_redis.Channel):
             self._moving_from = None
             super()._brpop_start(timeout)
             return
-        if not self._inflight_registered:
+        if self._due_for_beat():
             with self.conn_or_acquire() as client:
                 self.register_inflight(client)
         wait = self.brpop_timeout if timeout is None else timeout
@@ -196,20 +243,59 @@ class Channel(kombu_redis.Channel):
             if not raw:
                 raise Empty()
             self._queue_cycle.rotate(source)
+            payload = decode(raw)
+            if payload is None:
+                self._set_aside(raw, reason="not kombu JSON")
+                raise Empty()
+            self._handover = raw
             try:
-                # Records the message as unacked (or requeues it) before it returns.
-                self.connection._deliver(json.loads(bytes_to_str(raw)), source)
-            except Exception:
-                self._give_up_inflight_list("unacked record not written")
-                raise
-            self._settle(raw)
+                # Records the message as unacked (QoS.append, which also takes it out of the
+                # in-flight list), or requeues it, before it returns.
+                self.connection._deliver(payload, source)
+            except Exception as exc:
+                if self.take_handover() is None:  # recorded, or the record failed: kombu's
+                    refused = not isinstance(exc, self.connection_errors)  # Redis answered
+                    self._give_up_inflight_list("unacked record not written", release_now=refused)
+                    raise
+                # kombu could not even build the message (no delivery_tag, a body it cannot
+                # decode): redelivering it would fail the same way, forever.
+                self._set_aside(raw, reason=type(exc).__name__)
+                raise Empty() from exc
+            if self.take_handover() is not None:
+                self._settle(raw)  # a no-ack consumer: nothing recorded it
             return True
         finally:
+            self._handover = None
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        # kombu drops a connection whose reply is overdue (half-open) without reading it: a
+        # message the server had moved sits in our list, which we would keep alive forever.
+        if connection is self._in_poll and self._moving_from is not None:
+            self._moving_from = None
+            self._give_up_inflight_list("connection dropped with a move pending")
+        super()._on_connection_disconnect(connection)
+
+    def take_handover(self) -> bytes | None:
+        """The raw message being delivered, for QoS.append to remove from the list; once."""
+        raw, self._handover = self._handover, None
+        return raw
+
+    def _set_aside(self, raw: bytes, reason: str) -> None:
+        try:
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                pipe.lrem(self.inflight_key, 1, raw)
+                pipe.rpush(UNDECODABLE, raw)
+                pipe.execute()
+        except (redis.RedisError, OSError):
+            self._give_up_inflight_list("undeliverable message not set aside")
+            raise
+        # Its length only: the content may be hostile, and it is kept in Redis for a person.
+        log.error("message_undeliverable", reason=reason, bytes=len(raw), kept_in=UNDECODABLE)
+
     def _settle(self, raw: bytes) -> None:
-        """The unacked record holds the message now: drop it from the in-flight list."""
+        """Nothing recorded the message (no-ack consumer): drop it from the in-flight list."""
         try:
             with self.conn_or_acquire() as client:
                 client.lrem(self.inflight_key, 1, raw)
@@ -247,6 +333,22 @@ class Transport(kombu_redis.Transport):
         """Keep alive the in-flight lists of every open channel of this connection."""
         for channel in _registered(self.inflight_channels):
             channel.register_inflight(client)
+
+
+def decode(raw: bytes) -> dict[str, Any] | None:
+    """A kombu message as the Redis transport stores it, or None if it is not one."""
+    try:
+        payload = json.loads(bytes_to_str(raw))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
+        return None
+    info = payload["properties"].get("delivery_info")
+    if not isinstance(info, dict) or not isinstance(payload.get("headers", {}), dict):
+        return None
+    if not all(isinstance(info.get(k), str) for k in ("exchange", "routing_key")):
+        return None  # restoring it needs both (kombu would log and drop it)
+    return payload
 
 
 def _registered(channels: Iterable[Channel]) -> list[Channel]:
