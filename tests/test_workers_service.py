@@ -21,6 +21,7 @@ from tests.fixtures_workers import (
     item_payloads,
     wait_until,
 )
+from workers.transport import UNDECODABLE
 from workers.webhook import DELIVERY_HEADER, KEY_HEADER, SIGNATURE_HEADER, verify
 
 pytest_plugins = ["tests.fixtures_workers"]
@@ -159,9 +160,11 @@ class TestOperations:
         assert "visibility_timeout_s=10 must exceed" in log
 
     def test_metrics_endpoint(self, make_fleet: FleetFactory) -> None:
-        """/metrics counts items by outcome and reports queue depth and review queue size."""
+        """/metrics counts items by outcome and reports queue depth, review queue size, and
+        a broker message no worker could read (set aside, the others decided)."""
         port = free_port()
         fleet = make_fleet(QUOTEGUARD_METRICS_PORT=str(port))
+        fleet.redis.lpush(fleet.namespace, "not a celery message")
         fleet.start_worker(concurrency=4)
         payloads = item_payloads(25)
         fleet.send(payloads)
@@ -176,6 +179,8 @@ class TestOperations:
         for outcome, count in outcomes.items():
             assert samples[f'quoteguard_items_total{{outcome="{outcome}"}}'] == count
         assert samples["quoteguard_queue_depth"] == 0
+        assert samples["quoteguard_undeliverable_messages"] >= 1
+        assert "not a celery message" in fleet.redis.lrange(UNDECODABLE, 0, -1)
         queued = outcomes["human_review"] + outcomes["error"]
         assert samples['quoteguard_review_queue_size{state="queued"}'] == queued
         assert samples["quoteguard_llm_calls_total"] == sum(1 for p in payloads if p["text"])

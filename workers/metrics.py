@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from pipeline.models import Decision
+from workers.transport import UNDECODABLE
 
 log = structlog.get_logger("quoteguard.workers")
 
@@ -78,7 +79,8 @@ class QueueCollector(Collector):
                 pipe.llen(self.queue)
                 pipe.zcard(self.review_queue)
                 pipe.zcard(self.review_leases)
-                depth, queued, claimed = pipe.execute()
+                pipe.llen(UNDECODABLE)
+                depth, queued, claimed, undeliverable = pipe.execute()
         except redis.RedisError as exc:
             # A scrape must not fail because Redis blinked; the gap in the series says it.
             log.warning("metrics_redis_unavailable", error=type(exc).__name__)
@@ -94,6 +96,12 @@ class QueueCollector(Collector):
         review.add_metric(["queued"], queued)
         review.add_metric(["claimed"], claimed)
         yield review
+        yield GaugeMetricFamily(
+            "quoteguard_undeliverable_messages",
+            f"Broker messages no worker could read, kept in the Redis list {UNDECODABLE}; "
+            "alert on any.",
+            value=undeliverable,
+        )
 
 
 _collector: QueueCollector | None = None
