@@ -14,6 +14,7 @@ import structlog
 from openai.types.chat import ChatCompletionMessageParam
 
 from pipeline.agreement import Fallback
+from pipeline.calibration.collapse import CollapseDetector
 from pipeline.citations import check_citation
 from pipeline.config import Settings
 from pipeline.errors import InputError, LLMError, LLMTransientError, QuoteguardError
@@ -56,9 +57,17 @@ class Moderator:
         self.fallback = Fallback(client, settings.fallback)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, rate_gate: RateGate | None = None) -> Moderator:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        rate_gate: RateGate | None = None,
+        detector: CollapseDetector | None = None,
+    ) -> Moderator:
+        """`rate_gate` and `detector` are what a fleet shares (workers pass Redis-backed ones)."""
         policies = load_policies(settings.policies_dir)
-        return cls(settings, policies, LLMClient(settings, rate_gate=rate_gate))
+        watch = SignalWatch.from_settings(settings, detector)
+        return cls(settings, policies, LLMClient(settings, rate_gate=rate_gate), watch)
 
     def close(self) -> None:
         """Release the HTTP connections to the provider."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from pipeline.calibration.collapse import RollingCollapseDetector
+from pipeline.calibration.collapse import CollapseDetector, RollingCollapseDetector
 from pipeline.calibration.profile import CalibrationProfile, ProfileStore
 from pipeline.config import Settings
 from pipeline.models import VerdictSignal
@@ -28,21 +28,21 @@ def version_key(served_model: str | None, fingerprint: str | None) -> str:
 class SignalWatch:
     """Profiles by model version plus live collapse detection; shared by all items."""
 
-    def __init__(
-        self, profiles: ProfileStore, detector: RollingCollapseDetector | None = None
-    ) -> None:
+    def __init__(self, profiles: ProfileStore, detector: CollapseDetector | None = None) -> None:
         self.profiles = profiles
         self.detector = detector or RollingCollapseDetector()
         self._collapsed: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SignalWatch:
+    def from_settings(
+        cls, settings: Settings, detector: CollapseDetector | None = None
+    ) -> SignalWatch:
         directory = settings.profiles_dir
         if not directory.is_dir() and "profiles_dir" not in settings.model_fields_set:
             # No profiles yet is the normal first run: every violation goes to review.
-            return cls(ProfileStore())
-        return cls(ProfileStore.load(directory))
+            return cls(ProfileStore(), detector)
+        return cls(ProfileStore.load(directory), detector)
 
     def profile_for(
         self, served_model: str | None, fingerprint: str | None
@@ -68,17 +68,23 @@ class SignalWatch:
                 collapsed=True,
                 note=f"the profile for {key} found no information in its logprobs",
             )
-        if key in self._collapsed:
+        reason = self.collapse_reason(served_model, fingerprint)
+        if reason is not None:
             return SignalStanding(
                 profile_id=profile.profile_id,
                 collapsed=True,
-                note=f"live signal collapsed for {key}: {self._collapsed[key]}",
+                note=f"live signal collapsed for {key}: {reason}",
             )
         return SignalStanding(
             profile_id=profile.profile_id,
             threshold=profile.auto_action_threshold,
             calibrator=profile.calibrate,
         )
+
+    def collapse_reason(self, served_model: str | None, fingerprint: str | None) -> str | None:
+        """Why the live window finds this version's signal collapsed; None while it is not."""
+        with self._lock:
+            return self._collapsed.get(version_key(served_model, fingerprint))
 
     def _observe(self, key: str, verdicts: Sequence[VerdictSignal]) -> None:
         with self._lock:
@@ -89,12 +95,15 @@ class SignalWatch:
             if verdict.p_true is None:
                 continue
             state = self.detector.observe(key, verdict.p_true)
-            was = key in self._collapsed
-            if state.collapsed and not was:
-                self._collapsed[key] = state.reason or "collapsed"
+            # The local view follows the detector's (a shared detector speaks for the fleet);
+            # the transition is logged by the one observation that made it.
+            if state.collapsed:
+                self._collapsed.setdefault(key, state.reason or "collapsed")
+            else:
+                self._collapsed.pop(key, None)
+            if state.changed and state.collapsed:
                 log.error("signal_collapsed", model_version=key, reason=state.reason)
-            elif not state.collapsed and was:
-                del self._collapsed[key]
+            elif state.changed:
                 log.info("signal_recovered", model_version=key)
 
     @staticmethod

@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from pipeline.models import Decision
+from workers.collapse_window import state_key
 from workers.transport import UNDECODABLE
 
 log = structlog.get_logger("quoteguard.workers")
@@ -72,6 +73,7 @@ class QueueCollector(Collector):
         self.queue = queue
         self.review_queue = f"{namespace}:review:queue"
         self.review_leases = f"{namespace}:review:leases"
+        self.collapse_states = state_key(namespace)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         try:
@@ -80,7 +82,8 @@ class QueueCollector(Collector):
                 pipe.zcard(self.review_queue)
                 pipe.zcard(self.review_leases)
                 pipe.llen(UNDECODABLE)
-                depth, queued, claimed, undeliverable = pipe.execute()
+                pipe.hgetall(self.collapse_states)
+                depth, queued, claimed, undeliverable, collapse = pipe.execute()
         except redis.RedisError as exc:
             # A scrape must not fail because Redis blinked; the gap in the series says it.
             log.warning("metrics_redis_unavailable", error=type(exc).__name__)
@@ -102,6 +105,15 @@ class QueueCollector(Collector):
             "alert on any.",
             value=undeliverable,
         )
+        collapsed = GaugeMetricFamily(
+            "quoteguard_signal_collapsed",
+            "1 while the fleet's live window finds a served model version's logprobs "
+            "collapsed (routing does not trust them), else 0.",
+            labels=["model_version"],
+        )
+        for version, state in sorted(collapse.items()):
+            collapsed.add_metric([version], 1 if state == "1" else 0)
+        yield collapsed
 
 
 _collector: QueueCollector | None = None

@@ -27,6 +27,7 @@ from pipeline.errors import InputError, LLMTransientError
 from pipeline.models import ContentItem, Decision
 from pipeline.runner import Moderator
 from workers import metrics
+from workers.collapse_window import RedisCollapseDetector
 from workers.rate_limit import RedisRateGate
 from workers.results import Published, Results
 from workers.settings import WorkerSettings, redis_client, worker_settings
@@ -64,7 +65,9 @@ def build_runtime(settings: WorkerSettings, pipeline: PipelineSettings) -> Runti
         dedupe_ttl_s=settings.dedupe_ttl_s,
         stream_maxlen=settings.stream_maxlen,
     )
-    moderator = Moderator.from_settings(pipeline, rate_gate=gate)
+    # One collapse window per model version for the whole fleet, not one per process.
+    detector = RedisCollapseDetector(client, settings.namespace)
+    moderator = Moderator.from_settings(pipeline, rate_gate=gate, detector=detector)
     return Runtime(settings=settings, redis=client, moderator=moderator, results=results)
 
 

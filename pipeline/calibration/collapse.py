@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -170,6 +170,31 @@ class CollapseState(Frozen):
     share_at_top: float | None = None
     spread: float | None = None
 
+    @classmethod
+    def of(
+        cls, model_key: str, a: WindowAssessment, *, collapsed: bool, changed: bool
+    ) -> CollapseState:
+        """The state after assessment `a`; `collapsed` may differ from `a.collapsed` (a
+        window still warming up keeps the state it had)."""
+        return cls(
+            model_key=model_key,
+            collapsed=collapsed,
+            changed=changed,
+            ready=a.ready,
+            reason=a.reason,
+            n=a.n,
+            share_at_top=a.share_at_top,
+            spread=a.spread,
+        )
+
+
+class CollapseDetector(Protocol):
+    """Live windows per model version: in memory (below) or shared by a fleet (workers)."""
+
+    def observe(self, model_key: str, p: float) -> CollapseState: ...
+
+    def reset(self, model_key: str) -> None: ...
+
 
 class RollingCollapseDetector:
     """Per-model-version rolling windows of live verdict probabilities, in memory.
@@ -242,13 +267,4 @@ class RollingCollapseDetector:
     def _state(
         model_key: str, a: WindowAssessment, collapsed: bool, changed: bool
     ) -> CollapseState:
-        return CollapseState(
-            model_key=model_key,
-            collapsed=collapsed,
-            changed=changed,
-            ready=a.ready,
-            reason=a.reason,
-            n=a.n,
-            share_at_top=a.share_at_top,
-            spread=a.spread,
-        )
+        return CollapseState.of(model_key, a, collapsed=collapsed, changed=changed)
