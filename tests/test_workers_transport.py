@@ -29,7 +29,7 @@ pytest_plugins = ["tests.fixtures_workers"]
 pytestmark = pytest.mark.service
 
 TRANSPORT = "workers.transport:Transport"
-ALIVE_TTL = 1
+ALIVE_TTL = 2  # seconds; long enough that a loaded machine's stalls do not expire a live list
 
 
 @pytest.fixture
@@ -142,8 +142,8 @@ def test_live_consumer_keeps_its_list_past_the_ttl(
         first.transport.cycle._register_BRPOP(first.default_channel)
         put(url, "jobs", {"item": 3})
         wait_until(lambda: sum(inflight_lists(admin).values()) == 1, 5, "the move")
-        for _ in range(3):
-            time.sleep(ALIVE_TTL * 0.6)
+        for _ in range(4):  # twice the TTL in all
+            time.sleep(ALIVE_TTL * 0.5)
             first.default_channel.qos.restore_visible()  # its own heartbeat
             second.default_channel.qos.restore_visible()
         assert admin.llen("jobs") == 0
@@ -208,12 +208,12 @@ def test_idle_synchronous_consumer_keeps_its_list_alive(
     """gevent/eventlet pools drain events without kombu's restore sweep: the channel keeps
     its own marker alive as it waits, so another worker's sweep leaves its list alone."""
     url = f"redis://127.0.0.1:{redis_port}/0"
-    with consumer(url, alive_ttl=2) as idle, consumer(url, alive_ttl=2) as sweeper:
+    with consumer(url, alive_ttl=3) as idle, consumer(url, alive_ttl=3) as sweeper:
         idle.SimpleQueue("jobs").consumer.consume()
         sweeper.SimpleQueue("jobs").consumer.consume()
         channel: Any = idle.default_channel
         alive = []
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 6  # twice the TTL
         while time.monotonic() < deadline:
             with contextlib.suppress(socket.timeout):
                 idle.drain_events(timeout=2.0)  # as Celery's synloop; outlasts an empty move
