@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
@@ -208,25 +209,54 @@ class TestThresholdForPrecision:
 
     def test_smallest_threshold_reaching_target(self) -> None:
         """The lowest threshold whose actioned set is precise enough (most coverage)."""
-        assert threshold_for_precision(self.P, self.Y, 0.8, min_support=1) == 0.7
-        assert threshold_for_precision(self.P, self.Y, 1.0, min_support=1) == 0.9
+        assert threshold_for_precision(self.P, self.Y, 0.8, min_support=1, bound="point") == 0.7
+        assert threshold_for_precision(self.P, self.Y, 1.0, min_support=1, bound="point") == 0.9
 
     def test_minimum_support(self) -> None:
         """A precise set smaller than min_support does not count."""
-        assert threshold_for_precision(self.P, self.Y, 1.0, min_support=4) is None
+        assert threshold_for_precision(self.P, self.Y, 1.0, min_support=4, bound="point") is None
 
     def test_unreachable_target_is_none(self) -> None:
         """No threshold reaching the target means never auto-action."""
         assert threshold_for_precision(self.P, 1.0 - self.Y, 0.9, min_support=1) is None
 
     def test_actioned_set_really_meets_target(self) -> None:
-        """On a larger set, items at or above the threshold do reach the target precision."""
+        """On a larger set, items at or above the threshold do reach the target precision,
+        and the default (Wilson) threshold is at least as strict as the point one."""
         p, y = calibrated(2000, seed=7)
         t = threshold_for_precision(p, y, 0.9)
         assert t is not None
         chosen = y[p >= t]
         assert chosen.mean() >= 0.9
         assert chosen.size >= metrics.MIN_SUPPORT
+        point = threshold_for_precision(p, y, 0.9, bound="point")
+        assert point is not None
+        assert t >= point
+
+    def test_a_perfect_small_set_does_not_vouch_for_the_target(self) -> None:
+        """40 correct of 40 is a point precision of 1.0 but a 95 % lower bound of 0.912:
+        it earns a 0.95 threshold only when the point estimate is taken at its word; 100 of
+        100 (lower bound 0.963) earns it either way."""
+        p40, y40 = np.linspace(0.9, 1.0, 40), np.ones(40)
+        assert threshold_for_precision(p40, y40, 0.95, bound="point") == 0.9
+        assert threshold_for_precision(p40, y40, 0.95) is None
+        assert threshold_for_precision(p40, y40, 0.9) == 0.9
+        p100, y100 = np.linspace(0.9, 1.0, 100), np.ones(100)
+        assert threshold_for_precision(p100, y100, 0.95) == 0.9
+
+    @pytest.mark.parametrize(
+        ("k", "n", "confidence"),
+        [(40, 40, 0.95), (38, 40, 0.95), (0, 10, 0.95), (5, 5, 0.9), (950, 1000, 0.99)],
+    )
+    def test_wilson_bound_matches_scipy(self, k: int, n: int, confidence: float) -> None:
+        """The vectorised bound equals scipy's one-at-a-time Wilson interval."""
+        expected = stats.binomtest(k, n).proportion_ci(confidence, method="wilson").low
+        assert metrics.wilson_lower_bound(k, n, confidence) == pytest.approx(expected, abs=1e-12)
+
+    def test_wilson_bound_of_an_empty_set_is_zero(self) -> None:
+        np.testing.assert_array_equal(metrics.wilson_lower_bound([0, 3], [0, 3]) > 0, [False, True])
+        with pytest.raises(ValueError, match="confidence"):
+            metrics.wilson_lower_bound(1, 2, confidence=1.0)
 
     @pytest.mark.parametrize("target", [0.0, 1.2])
     def test_target_out_of_range(self, target: float) -> None:

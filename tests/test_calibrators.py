@@ -270,6 +270,33 @@ class TestCalibrationProfile:
         assert informative.metrics_raw.ece.value is not None
         assert informative.metrics_calibrated.ece.value < informative.metrics_raw.ece.value
 
+    def test_threshold_is_vouched_for_by_its_lower_bound(
+        self, informative: CalibrationProfile
+    ) -> None:
+        """The profile says what its threshold actions on held-out units and the 95 % lower
+        bound of that precision, which reaches the target."""
+        assert informative.precision_bound == "wilson"
+        assert informative.threshold_support is not None
+        assert informative.threshold_support >= informative.min_support
+        assert informative.threshold_precision_low is not None
+        assert informative.threshold_precision is not None
+        assert informative.threshold_precision_low >= informative.target_precision
+        assert informative.threshold_precision >= informative.threshold_precision_low
+
+    def test_profiles_from_before_the_bound_keep_their_id(
+        self, informative: CalibrationProfile
+    ) -> None:
+        """A profile written before precision_bound existed (point precision, no threshold
+        figures) still loads: the new fields' defaults are what it meant, out of its hash."""
+        new_fields = {"threshold_support", "threshold_precision", "threshold_precision_low"}
+        doc = informative.model_dump(include=set(ProfileBody.model_fields) - new_fields)
+        old_body = ProfileBody.model_validate({**doc, "precision_bound": "point"})
+        old = CalibrationProfile.seal(old_body)
+        stored = json.loads(old.model_dump_json())
+        for field in (*new_fields, "precision_bound", "confidence"):
+            stored.pop(field)
+        assert CalibrationProfile.model_validate(stored).profile_id == old.profile_id
+
     def test_collapsed_signal_never_auto_actions(self, collapsed: CalibrationProfile) -> None:
         """All p = 1.0: not informative, no threshold, and the check says why."""
         assert not collapsed.informative

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
+from scipy import stats
 
 from pipeline.models import Frozen
 
@@ -36,6 +37,8 @@ TOP_P = 0.999
 #: Fewest auto-actioned items a threshold may rest on: below ~30, one mistake moves the
 #: measured precision by more than 3 points, so a "95%" threshold would be luck.
 MIN_SUPPORT = 30
+#: Confidence of the lower bound an auto-action threshold's precision must clear.
+DEFAULT_CONFIDENCE = 0.95
 DEFAULT_BINS = 15
 DEFAULT_BOOTSTRAP = 1000
 
@@ -256,6 +259,31 @@ class PrecisionCoverage:
     precision: FloatArray
     support: npt.NDArray[np.int64]
 
+    def precision_low(self, confidence: float = DEFAULT_CONFIDENCE) -> FloatArray:
+        """Wilson lower bound of each point's precision: what the set can vouch for."""
+        return wilson_lower_bound(self.precision * self.support, self.support, confidence)
+
+
+def wilson_lower_bound(
+    successes: npt.ArrayLike, trials: npt.ArrayLike, confidence: float = DEFAULT_CONFIDENCE
+) -> FloatArray:
+    """Lower end of the Wilson score interval of a binomial proportion, element-wise.
+
+    scipy has it one proportion at a time (`binomtest(...).proportion_ci(method="wilson")`,
+    what the tests compare with); a precision curve needs it at every threshold at once.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phat = k / n
+        centre = phat + z * z / (2 * n)
+        margin = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+        low = (centre - margin) / (1 + z * z / n)
+    return np.where(n > 0, np.clip(low, 0.0, 1.0), 0.0)
+
 
 def precision_coverage(p: npt.ArrayLike, y: npt.ArrayLike) -> PrecisionCoverage:
     pa, ya = as_arrays(p, y)
@@ -273,14 +301,25 @@ def precision_coverage(p: npt.ArrayLike, y: npt.ArrayLike) -> PrecisionCoverage:
     )
 
 
+PrecisionBound = Literal["wilson", "point"]
+
+
 def threshold_for_precision(
     p: npt.ArrayLike,
     y: npt.ArrayLike,
     target: float,
     min_support: int = MIN_SUPPORT,
+    *,
+    bound: PrecisionBound = "wilson",
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> float | None:
     """Smallest t such that the items with p >= t number >= min_support and reach `target`
     precision; None if no threshold does (never auto-action).
+
+    With `bound="wilson"` the precision that must reach the target is the lower end of its
+    `confidence` interval: 40 correct out of 40 is a point precision of 1.0 but vouches for
+    only 0.91, and a team that asked for 0.95 should not get auto-actions on that. "point"
+    takes the measured precision as it is.
 
     Smallest, because it actions the most items; the precision of the whole set above it is
     what must meet the target, even if some narrower set above it falls short.
@@ -288,10 +327,31 @@ def threshold_for_precision(
     if not 0.0 < target <= 1.0:
         raise ValueError("target precision must be in (0, 1]")
     curve = precision_coverage(p, y)
-    ok = (curve.precision >= target) & (curve.support >= min_support)
+    precision = curve.precision_low(confidence) if bound == "wilson" else curve.precision
+    ok = (precision >= target) & (curve.support >= min_support)
     if not ok.any():
         return None
     return float(curve.thresholds[np.flatnonzero(ok)[-1]])
+
+
+@dataclass(frozen=True)
+class ActionedSet:
+    """What auto-actioning every item with p >= a threshold does on a labelled set."""
+
+    support: int
+    precision: float
+    precision_low: float
+
+
+def actioned_set(
+    p: npt.ArrayLike, y: npt.ArrayLike, threshold: float, confidence: float = DEFAULT_CONFIDENCE
+) -> ActionedSet:
+    pa, ya = as_arrays(p, y)
+    chosen = pa >= threshold
+    n = int(chosen.sum())
+    correct = float(ya[chosen].sum())
+    low = float(wilson_lower_bound(correct, n, confidence))
+    return ActionedSet(support=n, precision=correct / n if n else 0.0, precision_low=low)
 
 
 # ----------------------------------------------------------------------------- uncertainty

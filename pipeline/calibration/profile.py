@@ -39,8 +39,11 @@ from pipeline.calibration.collapse import CollapseCheck, signal_informative
 from pipeline.calibration.metrics import (
     DEFAULT_BINS,
     DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
     MIN_SUPPORT,
+    PrecisionBound,
     SignalMetrics,
+    actioned_set,
     as_arrays,
     summarize,
     threshold_for_precision,
@@ -67,6 +70,20 @@ class ProfileBody(Frozen):
     )
     target_precision: float = Field(gt=0, le=1)
     min_support: int = Field(ge=1)
+    # Defaults are what profiles written before these fields meant (their ids stay valid).
+    precision_bound: PrecisionBound = Field(
+        default="point",
+        description="What had to reach target_precision: the measured precision ('point') "
+        "or the lower end of its Wilson interval at `confidence` ('wilson').",
+    )
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0, lt=1)
+    threshold_support: int | None = Field(
+        default=None, description="Held-out units at or above the threshold."
+    )
+    threshold_precision: float | None = Field(default=None, description="Their measured precision.")
+    threshold_precision_low: float | None = Field(
+        default=None, description="Its Wilson lower bound at `confidence`."
+    )
     informative: bool
     collapse: CollapseCheck
     metrics_raw: SignalMetrics
@@ -148,6 +165,8 @@ def build_profile(
     golden_hash: str,
     target_precision: float = DEFAULT_TARGET_PRECISION,
     min_support: int = MIN_SUPPORT,
+    precision_bound: PrecisionBound = "wilson",
+    confidence: float = DEFAULT_CONFIDENCE,
     seed: int = 0,
     n_bins: int = DEFAULT_BINS,
     n_bootstrap: int = DEFAULT_BOOTSTRAP,
@@ -160,10 +179,13 @@ def build_profile(
     selection = fit_best(pa, ya, seed=seed, min_isotonic=min_isotonic)
     heldout = selection.heldout_p
     threshold = (
-        threshold_for_precision(heldout, ya, target_precision, min_support)
+        threshold_for_precision(
+            heldout, ya, target_precision, min_support, bound=precision_bound, confidence=confidence
+        )
         if check.informative
         else None  # a flat signal never earns automatic actions, whatever its precision
     )
+    actioned = None if threshold is None else actioned_set(heldout, ya, threshold, confidence)
     body = ProfileBody(
         model=model,
         served_model=served_model,
@@ -172,6 +194,11 @@ def build_profile(
         auto_action_threshold=threshold,
         target_precision=target_precision,
         min_support=min_support,
+        precision_bound=precision_bound,
+        confidence=confidence,
+        threshold_support=None if actioned is None else actioned.support,
+        threshold_precision=None if actioned is None else actioned.precision,
+        threshold_precision_low=None if actioned is None else actioned.precision_low,
         informative=check.informative,
         collapse=check,
         metrics_raw=summarize(pa, ya, n_bins, seed, n_bootstrap=n_bootstrap),

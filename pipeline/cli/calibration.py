@@ -25,7 +25,12 @@ from pydantic import JsonValue
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.calibration import EvaluationResult, ProfileStore, build_profile, write_report
-from pipeline.calibration.metrics import DEFAULT_BINS, DEFAULT_BOOTSTRAP
+from pipeline.calibration.metrics import (
+    DEFAULT_BINS,
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    PrecisionBound,
+)
 from pipeline.calibration.profile import DEFAULT_TARGET_PRECISION
 from pipeline.cli.calibration_tables import evaluations_table, gate_table, profile_table
 from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
@@ -117,6 +122,16 @@ def calibrate(
         float,
         typer.Option(min=0.5, max=1.0, help="Precision auto-actions must reach on the set."),
     ] = DEFAULT_TARGET_PRECISION,
+    precision_bound: Annotated[
+        PrecisionBound,
+        typer.Option(
+            help="wilson: the lower end of the precision's confidence interval must reach "
+            "the target (a small set earns no threshold); point: the measured precision."
+        ),
+    ] = "wilson",
+    confidence: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence of the Wilson bound.")
+    ] = DEFAULT_CONFIDENCE,
     profiles: ProfilesOpt = None,
     cache_dir: CacheOpt = DEFAULT_CACHE,
     bins: BinsOpt = DEFAULT_BINS,
@@ -128,7 +143,8 @@ def calibrate(
     """Fit a calibrator on a golden set and save a profile bound to the served version.
 
     Temperature, Platt and isotonic (with enough data) compete on held-out NLL; the
-    threshold is the lowest calibrated p whose auto-actions reach --target-precision.
+    threshold is the lowest calibrated p whose auto-actions reach --target-precision, by
+    default with 95 % confidence (--precision-bound wilson).
     """
     gs = _golden(golden)
     with _endpoint(base_url, sim) as (url, key):
@@ -150,6 +166,8 @@ def calibrate(
             system_fingerprint=fingerprint,
             golden_hash=gs.golden_hash,
             target_precision=target_precision,
+            precision_bound=precision_bound,
+            confidence=confidence,
             n_bins=bins,
             n_bootstrap=bootstrap,
         )

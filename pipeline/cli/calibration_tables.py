@@ -106,10 +106,21 @@ def profile_table(profile: CalibrationProfile) -> Table:
         value = _num(c.heldout_nll) if c.heldout_nll is not None else (c.note or "skipped")
         table.add_row(f"  held-out NLL {c.kind}", value)
     threshold = profile.auto_action_threshold
+    rule = (
+        f"{profile.confidence:.0%} lower bound of precision >= {profile.target_precision}"
+        if profile.precision_bound == "wilson"
+        else f"precision >= {profile.target_precision}"
+    )
     table.add_row(
-        f"auto-action threshold (precision {profile.target_precision})",
+        f"auto-action threshold ({rule})",
         "never (no threshold reaches it)" if threshold is None else f"{threshold:.4f}",
     )
+    if profile.threshold_support is not None:
+        table.add_row(
+            "  held-out units it actions",
+            f"{profile.threshold_support}: precision {_num(profile.threshold_precision)}, "
+            f"lower bound {_num(profile.threshold_precision_low)}",
+        )
     table.add_row("informative", "yes" if profile.informative else "NO")
     for reason in profile.collapse.reasons:
         table.add_row("  reason", safe(reason))
