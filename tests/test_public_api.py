@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pipeline
 
 
@@ -19,3 +22,16 @@ class TestPublicApi:
             if not name.startswith("_") and getattr(value, "__module__", "").startswith("pipeline.")
         }
         assert public <= set(pipeline.__all__)
+
+    def test_light_modules_do_not_load_the_heavy_ones(self) -> None:
+        """`import pipeline.models` (and the review queue, which a review UI imports) loads
+        neither the OpenAI SDK nor scipy: the public names load on first use."""
+        code = (
+            "import sys, pipeline.models, workers.review_queue; "
+            "print(sorted(m for m in ('openai', 'instructor', 'scipy') if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.strip() == "[]"
+        assert pipeline.Moderator.__module__ == "pipeline.runner"  # and on use, they load
