@@ -14,6 +14,7 @@ from tests.fixtures_workers import make_decision, make_item
 from workers.cli import app
 from workers.results import Results
 from workers.settings import worker_settings
+from workers.transport import UNDECODABLE
 
 pytest_plugins = ["tests.fixtures_workers"]
 
@@ -86,3 +87,23 @@ class TestReview:
         code, _, err = run("review", "claim", "--reviewer", "ops")
         assert code == 1
         assert "nothing to claim" in err
+
+
+@pytest.mark.usefixtures("results")
+class TestQueue:
+    def test_status_and_set_aside_messages(self, redis_client: redis.Redis, namespace: str) -> None:
+        """`queue` says where messages are; --undeliverable shows set-aside ones escaped."""
+        redis_client.rpush(namespace, "a", "b")
+        redis_client.delete(UNDECODABLE)  # shared by the test database, not namespaced
+        redis_client.rpush(UNDECODABLE, "garbage \u202e" + "x" * 2000)
+        try:
+            code, out, _ = run("queue", "--undeliverable")
+        finally:
+            redis_client.delete(UNDECODABLE)
+        assert code == 0
+        status, *aside = [json.loads(line) for line in out.splitlines()]
+        assert status["queue"] == namespace
+        assert status["waiting"] == 2
+        assert status["undeliverable"] == 1
+        assert aside == [{"chars": 2009, "head": ("garbage \u202e" + "x" * 2000)[:500]}]
+        assert "\u202e" not in out  # the bidi override is escaped, not printed

@@ -181,6 +181,7 @@ class TestOperations:
         assert samples["quoteguard_queue_depth"] == 0
         assert samples["quoteguard_undeliverable_messages"] >= 1
         assert "not a celery message" in fleet.redis.lrange(UNDECODABLE, 0, -1)
+        fleet.redis.lrem(UNDECODABLE, 0, "not a celery message")  # the db's, not namespaced
         queued = outcomes["human_review"] + outcomes["error"]
         assert samples['quoteguard_review_queue_size{state="queued"}'] == queued
         assert samples["quoteguard_llm_calls_total"] == sum(1 for p in payloads if p["text"])

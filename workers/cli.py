@@ -39,6 +39,7 @@ def register(main: typer.Typer) -> None:
     main.command("worker")(worker)
     main.command("submit")(submit)
     main.command("results")(results)
+    main.command("queue")(queue)
     main.add_typer(review_app, name="review")
 
 
@@ -112,6 +113,47 @@ def results(
         return
     for entry in stream.read(after, count=count):
         _print_entry(entry.stream_id, entry.decision.model_dump_json())
+
+
+#: Characters of each set-aside message `queue --undeliverable` shows.
+UNDELIVERABLE_HEAD = 500
+
+
+def queue(
+    undeliverable: Annotated[
+        bool, typer.Option("--undeliverable", help="Also print the set-aside messages.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+) -> None:
+    """Where the broker's messages are: waiting, in flight, unacked, set aside (JSON)."""
+    _configure_logging()
+    # Imported here: the transport loads kombu, which the other commands do not need.
+    from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE  # noqa: PLC0415
+
+    settings = worker_settings()
+    broker = redis_client(settings.broker)
+    lists = broker.hkeys(INFLIGHT_REGISTRY)
+    with broker.pipeline(transaction=False) as pipe:
+        pipe.llen(settings.queue)
+        pipe.hlen("unacked")
+        pipe.llen(UNDECODABLE)
+        for key in lists:
+            pipe.llen(key)
+        waiting, unacked, set_aside, *in_flight = pipe.execute()
+    status = {
+        "queue": settings.queue,
+        "waiting": waiting,
+        "in_flight": sum(in_flight),
+        "in_flight_lists": len(lists),
+        "unacked_all_queues": unacked,
+        "undeliverable": set_aside,
+    }
+    typer.echo(json.dumps(status))
+    if undeliverable:
+        for raw in broker.lrange(UNDECODABLE, 0, limit - 1):
+            # ASCII-escaped and cut short: nobody could read it as a message, so it may be
+            # anything, hostile included.
+            typer.echo(json.dumps({"chars": len(raw), "head": raw[:UNDELIVERABLE_HEAD]}))
 
 
 def _emit(model: BaseModel) -> None:
@@ -214,10 +256,7 @@ def review_export(
         _emit(example)
 
 
-app.command("worker")(worker)
-app.command("submit")(submit)
-app.command("results")(results)
-app.add_typer(review_app, name="review")
+register(app)  # `python -m workers.cli` has the same commands as `quoteguard`
 
 if __name__ == "__main__":
     app()
