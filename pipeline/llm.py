@@ -15,6 +15,7 @@ Everything the SDK or instructor raises is translated here into `pipeline.errors
 from __future__ import annotations
 
 import contextvars
+import copy
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,10 +120,12 @@ class LLMClient:
     def _before_request(self, request: httpx2.Request) -> None:
         stats = _current_stats.get()
         if self.rate_gate is not None:
-            # The SDK takes an error raised here for a connection failure and retries it:
-            # once the gate has refused, refuse its retries at once instead of waiting again.
+            # The SDK takes an error raised here for a connection failure and retries it
+            # (after its own backoff): once the gate has refused, refuse those retries
+            # without asking the gate again. A copy each time: re-raising one object would
+            # grow its traceback with every retry.
             if stats is not None and stats.gate_refusal is not None:
-                raise stats.gate_refusal
+                raise copy.copy(stats.gate_refusal)
             tokens = len(request.content) // CHARS_PER_TOKEN + self.settings.max_output_tokens
             try:
                 waited = self.rate_gate.acquire(self.settings.model, tokens)
@@ -216,13 +219,15 @@ def _sdk_error(exc: BaseException, calls: int) -> LLMError:
 
 
 def _own_error(exc: BaseException) -> LLMError | None:
+    """Our error in the explicit cause chain (`raise ... from`), as a fresh copy: the caller
+    raises it `from exc`, and raising the original would make the chain a cycle."""
     link: BaseException | None = exc
     seen: set[int] = set()
     while link is not None and id(link) not in seen:
         if isinstance(link, LLMError):
-            return link
+            return copy.copy(link)
         seen.add(id(link))
-        link = link.__cause__ or link.__context__
+        link = link.__cause__
     return None
 
 

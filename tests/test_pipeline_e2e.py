@@ -239,6 +239,11 @@ class TestFailures:
             mod.attempt(ContentItem(id="a", text=VIOLATION))
         assert caught.value.retry_after == 42.0
         assert str(caught.value) == "shared limit full"
+        chain, link = [], caught.value  # a chain, not a cycle (tracebacks must terminate)
+        while link is not None:
+            assert all(link is not seen for seen in chain)
+            chain.append(link)
+            link = link.__cause__ or link.__context__
         [(model, tokens)] = RefusingGate.asked  # asked once, for this model's request
         assert model == "sim-calibrated"
         assert tokens > settings.max_output_tokens
