@@ -80,11 +80,13 @@ class GoldenRun:
 
 
 def endpoint_identity(base_url: str | None) -> str:
-    """Scheme, host, port and path of an endpoint: never its credentials or query string."""
+    """Scheme, host, port, path and query (Azure's api-version picks the model's behaviour)
+    of an endpoint; not its user and password, so rotating them keeps the cache."""
     if base_url is None:
         return "default"
     url = urlsplit(base_url)
-    return f"{url.scheme}://{url.hostname or ''}:{url.port or ''}{url.path.rstrip('/')}"
+    query = f"?{url.query}" if url.query else ""
+    return f"{url.scheme}://{url.hostname or ''}:{url.port or ''}{url.path.rstrip('/')}{query}"
 
 
 def cache_key(moderator: Moderator) -> str:

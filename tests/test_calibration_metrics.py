@@ -264,6 +264,13 @@ class TestThresholdForPrecision:
         with pytest.raises(ValueError, match="target precision"):
             threshold_for_precision(self.P, self.Y, target)
 
+    def test_unknown_bound_and_unreachable_wilson_target_are_refused(self) -> None:
+        """A misspelt bound is not silently the laxer rule; a lower bound never reaches 1."""
+        with pytest.raises(ValueError, match="bound"):
+            threshold_for_precision(self.P, self.Y, 0.9, bound="Wilson")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"1\.0"):
+            threshold_for_precision(self.P, self.Y, 1.0)
+
 
 class TestBootstrap:
     def test_interval_brackets_the_point_and_is_reproducible(self) -> None:

@@ -283,19 +283,15 @@ class TestCalibrationProfile:
         assert informative.threshold_precision_low >= informative.target_precision
         assert informative.threshold_precision >= informative.threshold_precision_low
 
-    def test_profiles_from_before_the_bound_keep_their_id(
-        self, informative: CalibrationProfile
-    ) -> None:
-        """A profile written before precision_bound existed (point precision, no threshold
-        figures) still loads: the new fields' defaults are what it meant, out of its hash."""
-        new_fields = {"threshold_support", "threshold_precision", "threshold_precision_low"}
-        doc = informative.model_dump(include=set(ProfileBody.model_fields) - new_fields)
-        old_body = ProfileBody.model_validate({**doc, "precision_bound": "point"})
-        old = CalibrationProfile.seal(old_body)
-        stored = json.loads(old.model_dump_json())
-        for field in (*new_fields, "precision_bound", "confidence"):
-            stored.pop(field)
-        assert CalibrationProfile.model_validate(stored).profile_id == old.profile_id
+    def test_profiles_from_before_the_bound_keep_their_id(self) -> None:
+        """A profile file written by the code before precision_bound existed (commit
+        8bb75da) loads unchanged: same id, and it says it used point precision."""
+        path = Path(__file__).parent / "fixtures/profiles/written-before-precision-bound.json"
+        old = CalibrationProfile.model_validate_json(path.read_text())
+        assert old.profile_id == json.loads(path.read_text())["profile_id"] == "be0acf36842c22ef"
+        assert old.precision_bound == "point"
+        assert old.threshold_support is None
+        assert old.auto_action_threshold is not None
 
     def test_collapsed_signal_never_auto_actions(self, collapsed: CalibrationProfile) -> None:
         """All p = 1.0: not informative, no threshold, and the check says why."""

@@ -5,7 +5,10 @@ Several detectors on one Redis stand for several worker processes.
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -16,8 +19,14 @@ from pipeline.calibration.profile import ProfileStore
 from pipeline.models import VerdictSignal
 from pipeline.standing import SignalWatch
 from tests.fixtures_workers import free_port
-from workers.collapse_window import RedisCollapseDetector, collapsed_versions
+from workers.collapse_window import (
+    RETIRE_AFTER_S,
+    RedisCollapseDetector,
+    collapsed_versions,
+    seen_key,
+)
 from workers.metrics import QueueCollector
+from workers.transport import UNDECODABLE
 
 pytest_plugins = ["tests.fixtures_workers"]
 
@@ -111,14 +120,31 @@ def test_signal_watch_stops_trusting_a_version_the_fleet_found_collapsed(
     assert "share at p>=0.999" in (quiet.collapse_reason("m", "fp") or "")
 
 
-def test_metrics_report_collapsed_versions(redis_client: redis.Redis[str], namespace: str) -> None:
+def test_metrics_read_each_redis_and_retire_old_versions(
+    redis_client: redis.Redis[str],
+    namespace: str,
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    """/metrics reports collapsed versions from our Redis, the queue and set-aside messages
+    from the broker's (here another server), and forgets versions not seen for a week."""
+    own_redis()
+    broker = redis.Redis(port=own_redis.port)  # type: ignore[attr-defined]
+    broker.rpush(namespace, b"waiting")
+    broker.rpush(UNDECODABLE, b"\xff")
     worker = RedisCollapseDetector(redis_client, namespace, RULE)
     for _ in range(60):
         worker.observe("m|fp", 1.0)
     for p in healthy(60, 4):
         worker.observe("ok|fp", p)
-    families = {f.name: f for f in QueueCollector(redis_client, namespace, namespace).collect()}
-    samples = {
-        s.labels["model_version"]: s.value for s in families["quoteguard_signal_collapsed"].samples
-    }
+    for _ in range(60):
+        worker.observe("retired|fp", 1.0)
+    redis_client.hset(seen_key(namespace), "retired|fp", int(time.time()) - RETIRE_AFTER_S - 1)
+    collector = QueueCollector(redis_client, broker, namespace, namespace)
+    families = {f.name: f for f in collector.collect()}
+    gauge = families["quoteguard_signal_collapsed"]
+    samples = {s.labels["model_version"]: s.value for s in gauge.samples}
     assert samples == {"m|fp": 1, "ok|fp": 0}
+    assert families["quoteguard_queue_depth"].samples[0].value == 1
+    assert families["quoteguard_undeliverable_messages"].samples[0].value == 1
+    assert redis_client.ttl(worker.window_key("m|fp")) > RETIRE_AFTER_S - 60
+    broker.close()

@@ -343,6 +343,7 @@ class TestRunGolden:
         with_user = sim.base_url.replace("http://", "http://reader:secret@")
         assert key(base_url=with_user) == key()
         assert key(base_url=sim.base_url + "/") == key()
+        assert key(base_url=sim.base_url + "?api-version=2024-10-21") != key()
 
     def test_evaluate_reports_raw_metrics_and_coverage(
         self, sim: SimServer, tmp_path: Path

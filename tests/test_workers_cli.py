@@ -91,19 +91,23 @@ class TestReview:
 
 @pytest.mark.usefixtures("results")
 class TestQueue:
-    def test_status_and_set_aside_messages(self, redis_client: redis.Redis, namespace: str) -> None:
-        """`queue` says where messages are; --undeliverable shows set-aside ones escaped."""
-        redis_client.rpush(namespace, "a", "b")
-        redis_client.delete(UNDECODABLE)  # shared by the test database, not namespaced
-        redis_client.rpush(UNDECODABLE, "garbage \u202e" + "x" * 2000)
+    def test_status_and_set_aside_messages(self, redis_url: str, namespace: str) -> None:
+        """`queue` says where messages are; --undeliverable shows set-aside ones escaped,
+        invalid UTF-8 included (that is why they were set aside)."""
+        broker = redis.Redis.from_url(redis_url)  # bytes, as kombu's keys are
+        broker.rpush(namespace, b"a", b"b")
+        broker.delete(UNDECODABLE)  # shared by the test database, not namespaced
+        broker.rpush(UNDECODABLE, "garbage \u202e".encode() + b"x" * 2000, b"\xff\xfe{")
         try:
             code, out, _ = run("queue", "--undeliverable")
         finally:
-            redis_client.delete(UNDECODABLE)
+            broker.delete(UNDECODABLE)
+            broker.close()
         assert code == 0
         status, *aside = [json.loads(line) for line in out.splitlines()]
         assert status["queue"] == namespace
         assert status["waiting"] == 2
-        assert status["undeliverable"] == 1
-        assert aside == [{"chars": 2009, "head": ("garbage \u202e" + "x" * 2000)[:500]}]
+        assert status["undeliverable"] == 2
+        assert aside[0] == {"bytes": 2011, "head": ("garbage \u202e" + "x" * 2000)[:500]}
+        assert aside[1] == {"bytes": 3, "head": "\\xff\\xfe{"}
         assert "\u202e" not in out  # the bidi override is escaped, not printed

@@ -22,7 +22,7 @@ from pipeline.inputs import InputProblem, read_items
 from pipeline.log import configure_logging, printable
 from workers.results import Results
 from workers.review_queue import ReviewError, ReviewQueue
-from workers.settings import redis_client, worker_settings
+from workers.settings import broker_client, redis_client, worker_settings
 
 Pool = Literal["threads", "gevent", "prefork"]
 
@@ -131,7 +131,7 @@ def queue(
     from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE  # noqa: PLC0415
 
     settings = worker_settings()
-    broker = redis_client(settings.broker)
+    broker = broker_client(settings.broker)
     lists = broker.hkeys(INFLIGHT_REGISTRY)
     with broker.pipeline(transaction=False) as pipe:
         pipe.llen(settings.queue)
@@ -151,9 +151,10 @@ def queue(
     typer.echo(json.dumps(status))
     if undeliverable:
         for raw in broker.lrange(UNDECODABLE, 0, limit - 1):
-            # ASCII-escaped and cut short: nobody could read it as a message, so it may be
-            # anything, hostile included.
-            typer.echo(json.dumps({"chars": len(raw), "head": raw[:UNDELIVERABLE_HEAD]}))
+            # Bytes made text with escapes, ASCII-escaped JSON, cut short: nobody could read
+            # it as a message, so it may be anything, invalid UTF-8 and hostile included.
+            text = raw.decode("utf-8", errors="backslashreplace")
+            typer.echo(json.dumps({"bytes": len(raw), "head": text[:UNDELIVERABLE_HEAD]}))
 
 
 def _emit(model: BaseModel) -> None:

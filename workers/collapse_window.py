@@ -15,6 +15,7 @@ state this process saw stands; a moderation never fails because the window did.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -25,10 +26,17 @@ from pipeline.calibration.collapse import CollapseRule, CollapseState, assess_wi
 
 log = structlog.get_logger("quoteguard.workers")
 
-#: Push, trim to the window, and return the window with the stored state, in one trip.
+#: A version not observed for this long is retired: its window expires and the metric
+#: stops reporting it (a version that collapsed and was then replaced must not alert on).
+RETIRE_AFTER_S = 7 * 24 * 3600
+
+#: Push, trim to the window, note when the version was last seen, and return the window
+#: with the stored state, in one trip.
 _OBSERVE = """
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
 return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('HGET', KEYS[2], ARGV[3])}
 """
 
@@ -48,6 +56,11 @@ def state_key(namespace: str) -> str:
     return f"{namespace}:collapse:state"
 
 
+def seen_key(namespace: str) -> str:
+    """Hash of model version -> unix time of its last live verdict."""
+    return f"{namespace}:collapse:seen"
+
+
 class RedisCollapseDetector:
     """Rolling windows of live verdict probabilities per model version, in Redis."""
 
@@ -63,6 +76,7 @@ class RedisCollapseDetector:
         self.rule = rule or CollapseRule()
         self.on_change = on_change
         self.states = state_key(namespace)
+        self.seen = seen_key(namespace)
         self._observe = client.register_script(_OBSERVE)
         self._flip = client.register_script(_FLIP)
         self._last_seen: dict[str, bool] = {}
@@ -76,8 +90,14 @@ class RedisCollapseDetector:
             raise ValueError(f"p must be a finite probability in [0, 1], got {p!r}")
         try:
             values, stored = self._observe(
-                keys=[self.window_key(model_key), self.states],
-                args=[repr(float(p)), self.rule.window, model_key],
+                keys=[self.window_key(model_key), self.states, self.seen],
+                args=[
+                    repr(float(p)),
+                    self.rule.window,
+                    model_key,
+                    RETIRE_AFTER_S,
+                    int(time.time()),
+                ],
             )
             a = assess_window([float(v) for v in values], self.rule)
             changed = False
@@ -109,6 +129,7 @@ class RedisCollapseDetector:
         with self.redis.pipeline() as pipe:
             pipe.delete(self.window_key(model_key))
             pipe.hdel(self.states, model_key)
+            pipe.hdel(self.seen, model_key)
             pipe.execute()
         self._last_seen.pop(model_key, None)
 
@@ -116,3 +137,16 @@ class RedisCollapseDetector:
 def collapsed_versions(client: redis.Redis[str], namespace: str) -> dict[str, bool]:
     """Every model version the fleet has judged, and whether its signal is collapsed."""
     return {key: value == "1" for key, value in client.hgetall(state_key(namespace)).items()}
+
+
+def current_states(
+    client: redis.Redis[str], namespace: str, retire_after_s: float = RETIRE_AFTER_S
+) -> dict[str, bool]:
+    """Like `collapsed_versions`, only for versions with a live verdict in `retire_after_s`."""
+    seen = client.hgetall(seen_key(namespace))
+    cutoff = time.time() - retire_after_s
+    return {
+        version: collapsed
+        for version, collapsed in collapsed_versions(client, namespace).items()
+        if float(seen.get(version, 0)) >= cutoff
+    }

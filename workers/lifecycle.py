@@ -17,7 +17,12 @@ from pipeline.config import load_settings
 from pipeline.errors import QuoteguardError
 from pipeline.log import configure_logging
 from workers import metrics, service
-from workers.settings import check_visibility_timeout, redis_client, worker_settings
+from workers.settings import (
+    broker_client,
+    check_visibility_timeout,
+    redis_client,
+    worker_settings,
+)
 
 log = structlog.get_logger("quoteguard.workers")
 
@@ -67,4 +72,5 @@ def _on_worker_ready(**_: Any) -> None:
     settings = worker_settings()
     if settings.metrics_port:
         client = redis_client(settings.redis_url)
-        metrics.serve(settings.metrics_port, client, settings.queue, settings.namespace)
+        broker = broker_client(settings.broker)
+        metrics.serve(settings.metrics_port, client, broker, settings.queue, settings.namespace)

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from pipeline.models import Decision
-from workers.collapse_window import state_key
+from workers.collapse_window import current_states
 from workers.transport import UNDECODABLE
 
 log = structlog.get_logger("quoteguard.workers")
@@ -66,24 +66,30 @@ def observe_rate_wait(model: str, seconds: float) -> None:
 
 
 class QueueCollector(Collector):
-    """Reads the shared queue sizes from Redis on each scrape."""
+    """Reads the shared queue sizes from Redis on each scrape: the broker's own keys from
+    the broker (which may be another Redis), ours from ours."""
 
-    def __init__(self, client: redis.Redis[str], queue: str, namespace: str) -> None:
+    def __init__(
+        self, client: redis.Redis[str], broker: redis.Redis[bytes], queue: str, namespace: str
+    ) -> None:
         self.redis = client
+        self.broker = broker
         self.queue = queue
         self.review_queue = f"{namespace}:review:queue"
         self.review_leases = f"{namespace}:review:leases"
-        self.collapse_states = state_key(namespace)
+        self.namespace = namespace
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
+            with self.broker.pipeline(transaction=False) as pipe:
                 pipe.llen(self.queue)
+                pipe.llen(UNDECODABLE)
+                depth, undeliverable = pipe.execute()
+            with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zcard(self.review_queue)
                 pipe.zcard(self.review_leases)
-                pipe.llen(UNDECODABLE)
-                pipe.hgetall(self.collapse_states)
-                depth, queued, claimed, undeliverable, collapse = pipe.execute()
+                queued, claimed = pipe.execute()
+            collapse = current_states(self.redis, self.namespace)
         except redis.RedisError as exc:
             # A scrape must not fail because Redis blinked; the gap in the series says it.
             log.warning("metrics_redis_unavailable", error=type(exc).__name__)
@@ -111,19 +117,21 @@ class QueueCollector(Collector):
             "collapsed (routing does not trust them), else 0.",
             labels=["model_version"],
         )
-        for version, state in sorted(collapse.items()):
-            collapsed.add_metric([version], 1 if state == "1" else 0)
+        for version, is_collapsed in sorted(collapse.items()):
+            collapsed.add_metric([version], 1 if is_collapsed else 0)
         yield collapsed
 
 
 _collector: QueueCollector | None = None
 
 
-def serve(port: int, client: redis.Redis[str], queue: str, namespace: str) -> bool:
+def serve(
+    port: int, client: redis.Redis[str], broker: redis.Redis[bytes], queue: str, namespace: str
+) -> bool:
     """Start /metrics on `port` (once per process); False if the port is taken."""
     global _collector  # noqa: PLW0603 - one collector per process, like the registry itself
     if _collector is None:
-        _collector = QueueCollector(client, queue, namespace)
+        _collector = QueueCollector(client, broker, queue, namespace)
         REGISTRY.register(_collector)
     try:
         start_http_server(port)

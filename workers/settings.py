@@ -129,6 +129,14 @@ def worker_settings() -> WorkerSettings:
     return WorkerSettings()
 
 
+def broker_client(url: str) -> redis.Redis[bytes]:
+    """A client for the broker's keys, as kombu stores them: bytes, not always UTF-8."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(
+        url, socket_keepalive=True, health_check_interval=15
+    )
+    return client
+
+
 def redis_client(url: str) -> redis.Redis[str]:
     """A client for our own keys (not the broker's): str in, str out."""
     # Keepalive and health checks: a Redis restarted behind a load balancer or failover

@@ -326,6 +326,10 @@ def threshold_for_precision(
     """
     if not 0.0 < target <= 1.0:
         raise ValueError("target precision must be in (0, 1]")
+    if bound not in ("wilson", "point"):
+        raise ValueError(f"bound must be 'wilson' or 'point', not {bound!r}")
+    if bound == "wilson" and target >= 1.0:
+        raise ValueError("no finite set vouches for a precision of 1.0: aim lower, or use point")
     curve = precision_coverage(p, y)
     precision = curve.precision_low(confidence) if bound == "wilson" else curve.precision
     ok = (precision >= target) & (curve.support >= min_support)

@@ -146,6 +146,12 @@ def calibrate(
     threshold is the lowest calibrated p whose auto-actions reach --target-precision, by
     default with 95 % confidence (--precision-bound wilson).
     """
+    if precision_bound == "wilson" and target_precision >= 1.0:
+        raise typer.BadParameter(
+            "no finite golden set vouches for a precision of 1.0 with a lower bound: "
+            "aim lower, or use --precision-bound point",
+            param_hint="--target-precision",
+        )
     gs = _golden(golden)
     with _endpoint(base_url, sim) as (url, key):
         settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
