@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
-from scipy import stats
 
 from pipeline.models import Frozen
 
@@ -276,7 +276,7 @@ def wilson_lower_bound(
         raise ValueError("confidence must be in (0, 1)")
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)  # stdlib: metrics need not load scipy
     with np.errstate(invalid="ignore", divide="ignore"):
         phat = k / n
         centre = phat + z * z / (2 * n)
