@@ -42,6 +42,13 @@ class RoutingConfig(BaseModel):
         description="A hallucinated rule or ungrounded quote beside valid findings sends the "
         "whole item to review: the model strayed from the policy on this item.",
     )
+    weak_quote_chars: int = Field(
+        default=5,
+        ge=0,
+        description="A quote with fewer letters/digits than this, found only inside a longer "
+        "word ('ass' in 'classic', 'kill' in 'skills'), is grounded but weak: a violation "
+        "resting on such quotes alone goes to review. 0 turns the rule off.",
+    )
     always_review_policies: tuple[str, ...] = Field(
         default=("SELF_HARM",),
         description="Policies whose violations always go to a person (people at risk need "

@@ -292,11 +292,20 @@ class _Hit:
     edits: int = 0
 
 
+def cuts_word(content: str, start: int, end: int) -> bool:
+    """Does `content[start:end]` begin or end in the middle of a word?"""
+    inside_at_start = 0 < start < len(content) and (
+        content[start - 1].isalnum() and content[start].isalnum()
+    )
+    inside_at_end = 0 < end < len(content) and content[end - 1].isalnum() and content[end].isalnum()
+    return inside_at_start or inside_at_end
+
+
 class Grounder:
     """One content against which many quotes are located; normalised once, when first needed.
 
     >>> Grounder("You are a “moron”.").locate('"MORON"')
-    Match(start=11, end=16, score=100.0, method='normalized')
+    Match(start=11, end=16, score=100.0, method='normalized', cuts_word=False)
     """
 
     def __init__(self, content: str) -> None:
@@ -314,11 +323,26 @@ class Grounder:
         """Where `quote` is in the content, or None if it is not grounded."""
         if not _has_substance(quote):
             return None
-        start = self.content.find(quote)
+        start = self._find_exact(quote)
         if start >= 0:
-            return Match(start=start, end=start + len(quote), score=100.0, method="exact")
+            end = start + len(quote)
+            return Match(
+                start=start,
+                end=end,
+                score=100.0,
+                method="exact",
+                cuts_word=cuts_word(self.content, start, end),
+            )
         pieces = quote_pieces(quote)
         return self._locate_pieces(pieces) if pieces else None
+
+    def _find_exact(self, quote: str) -> int:
+        """The first verbatim occurrence that is whole words, else the first one ("ass" in
+        "a classic ass" is the second): a short quote inside a word is weak evidence."""
+        first = start = self.content.find(quote)
+        while start >= 0 and cuts_word(self.content, start, start + len(quote)):
+            start = self.content.find(quote, start + 1)
+        return first if start < 0 else start
 
     def _locate_pieces(self, pieces: Sequence[str]) -> Match | None:
         hits: list[_Hit] = []
@@ -335,6 +359,7 @@ class Grounder:
             end=end,
             score=min(h.score for h in hits),
             method=max((h.method for h in hits), key=_METHOD_RANK.__getitem__),
+            cuts_word=cuts_word(self.content, start, end),
         )
 
     def _find_normalized(self, piece: str, position: int) -> _Hit | None:

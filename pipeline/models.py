@@ -36,6 +36,11 @@ class Match(Frozen):
     end: int = Field(ge=0)
     score: float = Field(ge=0, le=100)
     method: MatchMethod
+    cuts_word: bool = Field(
+        default=False,
+        description="The span starts or ends inside a word of the content: a short quote "
+        "found only there ('ass' in 'classic') proves little.",
+    )
 
 
 class QuoteVerdict(Frozen):

@@ -5,6 +5,7 @@
     every violation ungrounded / hallucinated  -> suppressed      (never actioned)
     any violation invalid, review_when_any_... -> human_review
     policy in always_review_policies           -> human_review
+    only short quotes found inside longer words -> human_review   (weak grounding)
     no calibration profile for this version    -> human_review    (logprobs not trusted)
     signal collapsed for this version          -> human_review
     calibrated confidence below the threshold  -> human_review
@@ -89,6 +90,9 @@ def _review_reasons(
         for f in valid
         if f.rule_id.strip().split(".")[0] in config.always_review_policies
     ]
+    reasons += [
+        f"weak_grounding:{f.rule_id}" for f in valid if _weakly_grounded(f, config.weak_quote_chars)
+    ]
     if standing.profile_id is None:
         reasons.append("no_calibration_profile")
     elif standing.collapsed:
@@ -101,6 +105,15 @@ def _review_reasons(
         if low < needed:
             reasons.append(f"low_confidence:{low:.4f}<{needed:.4f}")
     return reasons
+
+
+def _weakly_grounded(finding: FindingReport, weak_chars: int) -> bool:
+    """Every grounded quote is a short string found only inside a longer word."""
+    matched = [q for q in finding.quotes if q.match is not None]
+    return bool(matched) and all(
+        q.match is not None and q.match.cuts_word and sum(c.isalnum() for c in q.quote) < weak_chars
+        for q in matched
+    )
 
 
 def _invalid_reason(finding: FindingReport) -> str:

@@ -429,7 +429,8 @@ class TestLocateProperties:
     @SUBSTRINGS
     @given(st.text(min_size=1), st.data())
     def test_any_substring_is_found_exactly(self, content: str, data: st.DataObject) -> None:
-        """Any substring with a letter or digit is found verbatim, at its first occurrence."""
+        """Any substring with a letter or digit is found verbatim, at its first occurrence
+        (or a later one that is whole words, when the first cuts a word)."""
         i = data.draw(st.integers(0, len(content) - 1))
         j = data.draw(st.integers(i + 1, len(content)))
         quote = content[i:j]
@@ -438,7 +439,7 @@ class TestLocateProperties:
         assert match is not None
         assert match.method == "exact"
         assert content[match.start : match.end] == quote
-        assert match.start <= i
+        assert match.start <= i or not match.cuts_word
 
     @SUBSTRINGS
     @given(st.lists(ALPHABET, min_size=1).map("".join), st.data())
@@ -453,7 +454,7 @@ class TestLocateProperties:
         assert match is not None
         assert match.method in {"exact", "normalized"}
         assert region_holds_quote(match, quote, content)
-        assert match.start <= substance_start(content, i, j)
+        assert match.start <= substance_start(content, i, j) or not match.cuts_word
 
     @PROPERTY
     @given(st.text(), st.text())
@@ -663,3 +664,30 @@ class TestGroundQuotes:
         """A verdict round-trips through JSON, as it must to cross a broker."""
         (verdict,) = ground_quotes(["MORON"], CONTENT)
         assert type(verdict).model_validate_json(verdict.model_dump_json()) == verdict
+
+
+class TestCutsWord:
+    def test_a_quote_inside_a_word_is_marked(self) -> None:
+        match = locate("ass", "what a classic")
+        assert match is not None
+        assert match.cuts_word
+
+    def test_a_whole_word_occurrence_is_preferred(self) -> None:
+        """The same letters as a word of their own later on: that occurrence is the match."""
+        content = "a classic ass"
+        match = locate("ass", content)
+        assert match is not None
+        assert (content[match.start : match.end], match.start, match.cuts_word) == (
+            "ass",
+            10,
+            False,
+        )
+
+    @pytest.mark.parametrize(
+        ("quote", "content"),
+        [("idiot", "you idiot!"), ("“moron”", 'you "moron".'), ("BS", "BS")],
+    )
+    def test_whole_words_are_not_marked(self, quote: str, content: str) -> None:
+        match = locate(quote, content)
+        assert match is not None
+        assert not match.cuts_word

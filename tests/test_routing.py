@@ -147,3 +147,36 @@ class TestRuleIdWhitespace:
         """A rule id with stray spaces cannot slip past the always-review policies."""
         routed = route([finding(" SELF_HARM.1")], TRUSTED, CONFIG)
         assert routed.outcome == "human_review"
+
+
+class TestWeakGrounding:
+    @staticmethod
+    def quoted(quote: str, *, cuts_word: bool) -> FindingReport:
+        match = Match(start=0, end=len(quote), score=100, method="exact", cuts_word=cuts_word)
+        return finding().model_copy(update={"quotes": [QuoteVerdict(quote=quote, match=match)]})
+
+    def test_short_quote_inside_a_word_goes_to_review(self) -> None:
+        """'ass' found only inside 'classic' is grounded, but no reason to act on its own."""
+        r = route([self.quoted("ass", cuts_word=True)], TRUSTED, CONFIG)
+        assert r.outcome == "human_review"
+        assert "weak_grounding:HARASSMENT.1" in r.reasons
+
+    @pytest.mark.parametrize(
+        ("quote", "cuts_word"),
+        [("ass", False), ("idiots", True), ("BS", False)],
+        ids=["whole-word", "long-enough", "short-whole-word"],
+    )
+    def test_whole_words_or_longer_quotes_are_not_weak(self, quote: str, cuts_word: bool) -> None:
+        assert route([self.quoted(quote, cuts_word=cuts_word)], TRUSTED, CONFIG).outcome == (
+            "auto_action"
+        )
+
+    def test_one_strong_quote_is_enough_and_the_rule_can_be_off(self) -> None:
+        weak = self.quoted("ass", cuts_word=True)
+        strong = QuoteVerdict(
+            quote="moron", match=Match(start=9, end=14, score=100, method="exact")
+        )
+        both = weak.model_copy(update={"quotes": [*weak.quotes, strong]})
+        assert route([both], TRUSTED, CONFIG).outcome == "auto_action"
+        off = RoutingConfig(weak_quote_chars=0)
+        assert route([weak], TRUSTED, off).outcome == "auto_action"
