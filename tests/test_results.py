@@ -77,6 +77,15 @@ class TestPublish:
         assert seen is not None
         assert seen.task_id == "t9"
 
+    def test_seen_tells_when_the_text_changed(self, results: Results) -> None:
+        """A resubmitted id with edited text is told apart from a plain redelivery."""
+        decision = make_decision("a")
+        results.publish(decision, make_item("a", "first text"))
+        seen = results.seen(decision.key)
+        assert seen is not None
+        assert not seen.decided_other_text(make_item("a", "first text"))
+        assert seen.decided_other_text(make_item("a", "first text, edited"))
+
     def test_dedupe_record_expires(self, results: Results, redis_client: redis.Redis) -> None:
         """The resubmission window is bounded: the record carries the configured TTL."""
         decision = make_decision("a")

@@ -63,18 +63,22 @@ class TestFlow:
         assert fleet.sim_stats()["requests"] == sum(1 for p in payloads if p["text"])
 
     def test_resubmitted_items_yield_one_decision(self, make_fleet: FleetFactory) -> None:
-        """Sending the same items again makes no new Decision and no new model call."""
+        """Sending the same items again makes no new Decision and no new model call; items
+        resent under their old ids with edited text are answered the same way, and said."""
         fleet = make_fleet()
         fleet.start_worker(concurrency=4)
         payloads = [p for p in item_payloads(40) if p["text"]]
         fleet.send(payloads)
         fleet.wait_for(len(payloads), timeout=60)
-        fleet.send(payloads)
+        edited = [{**p, "text": f"{p['text']} (edited)"} for p in payloads[:5]]
+        fleet.send(payloads[5:] + edited)
         # The duplicates are consumed too: wait for the queue to drain, then a moment more.
         wait_until(lambda: fleet.redis.llen(fleet.namespace) == 0, 30, "queue drained")
         time.sleep(1.5)
         assert fleet.results.length() == len(payloads)
         assert fleet.sim_stats()["requests"] == len(payloads)
+        logs = "".join(p.read_text() for p in fleet.processes.logs.glob("*.log"))
+        assert logs.count("resubmitted_with_other_text") == len(edited)
 
     def test_malformed_payloads_become_error_decisions(self, make_fleet: FleetFactory) -> None:
         """A message that is no item (foreign producer) still ends in review, not nowhere."""

@@ -29,6 +29,11 @@ ITEMS = Counter("quoteguard_items", "Decisions published, by outcome.", ["outcom
 DUPLICATES = Counter(
     "quoteguard_duplicate_decisions", "Decisions dropped because their key was published."
 )
+CHANGED_RESUBMISSIONS = Counter(
+    "quoteguard_resubmissions_with_other_text",
+    "Items whose id was decided before for another text: answered by the first Decision "
+    "(edited content needs a new id).",
+)
 ITEM_LATENCY = Histogram(
     "quoteguard_item_latency_seconds",
     "Pipeline time per decided item; model calls, re-asks and SDK retries dominate it.",

@@ -14,6 +14,7 @@ The dedupe record expires after `dedupe_ttl_s` (the resubmission window) to boun
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ log = structlog.get_logger("quoteguard.workers")
 
 # KEYS: dedupe record, stream, review queue, review entry
 # ARGV: key, decision json, item json, priority, outcome, to review (1/0), ttl s, maxlen,
-#       task id
+#       task id, text fingerprint
 # Returns {1, record} when published, {0, record} when the key was published before.
 _PUBLISH = """
 local existing = redis.call('GET', KEYS[1])
@@ -36,7 +37,8 @@ if existing then return {0, existing} end
 local at = now_ms()
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*',
   'key', ARGV[1], 'outcome', ARGV[5], 'decision', ARGV[2])
-local record = cjson.encode({stream_id = id, task_id = ARGV[9], outcome = ARGV[5]})
+local record = cjson.encode({stream_id = id, task_id = ARGV[9], outcome = ARGV[5],
+  text_sha = ARGV[10]})
 redis.call('SET', KEYS[1], record, 'EX', ARGV[7])
 if ARGV[6] == '1' then
   review_enqueue(KEYS[4], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], at)
@@ -53,6 +55,11 @@ class Published:
     stream_id: str
     task_id: str
     outcome: str
+    text_sha: str = ""  # of the text decided; "" in records written before it was kept
+
+    def decided_other_text(self, item: ContentItem) -> bool:
+        """The Decision under this key was made for a different text than `item`'s."""
+        return bool(self.text_sha) and self.text_sha != text_fingerprint(item.text)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Results:
                 self.dedupe_ttl_s,
                 self.stream_maxlen,
                 task_id,
+                text_fingerprint(item.text),
             ],
         )
         published = _record(bool(created), raw)
@@ -162,6 +170,11 @@ def fields_of(raw: dict[bytes, bytes] | dict[str, str]) -> bytes | str:
     raise ValueError(msg)
 
 
+def text_fingerprint(text: str) -> str:
+    """Enough of a SHA-256 to tell two texts apart; the text itself is not kept here."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
+
+
 def _record(created: bool, raw: bytes | str) -> Published:
     data = json.loads(raw)
     return Published(
@@ -169,6 +182,7 @@ def _record(created: bool, raw: bytes | str) -> Published:
         stream_id=data["stream_id"],
         task_id=data.get("task_id", ""),
         outcome=data["outcome"],
+        text_sha=data.get("text_sha", ""),
     )
 
 

@@ -134,6 +134,11 @@ def handle(rt: Runtime, payload: Any, *, task_id: str, retries: int) -> Done | R
         # Redelivered or resubmitted: no second model call, no second Decision. If this is
         # the very task that published (it died before finishing), it re-sends the webhook.
         log.info("decision_exists", key=key, same_task=seen.task_id == task_id)
+        if seen.decided_other_text(item):
+            # One Decision per (item id, policy version, model) by design; edited content
+            # needs a new id. Said loudly, since the producer is probably wrong.
+            log.warning("resubmitted_with_other_text", key=key, decided=seen.stream_id)
+            metrics.CHANGED_RESUBMISSIONS.inc()
         body = rt.results.body(seen.stream_id) if seen.task_id == task_id else None
         return Done(key, seen, body)
     decision = rejected or _decide(rt, item, retries)
