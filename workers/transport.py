@@ -29,7 +29,6 @@ import json
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
 from queue import Empty
 from typing import Any
 
@@ -331,8 +330,9 @@ class Transport(kombu_redis.Transport):
 
     def beat_inflight(self, client: redis.Redis[bytes]) -> None:
         """Keep alive the in-flight lists of every open channel of this connection."""
-        for channel in _registered(self.inflight_channels):
-            channel.register_inflight(client)
+        for channel in list(self.inflight_channels):  # a copy: channels close meanwhile
+            if channel._inflight_registered and not channel.closed:
+                channel.register_inflight(client)
 
 
 def decode(raw: bytes) -> dict[str, Any] | None:
@@ -349,7 +349,3 @@ def decode(raw: bytes) -> dict[str, Any] | None:
     if not all(isinstance(info.get(k), str) for k in ("exchange", "routing_key")):
         return None  # restoring it needs both (kombu would log and drop it)
     return payload
-
-
-def _registered(channels: Iterable[Channel]) -> list[Channel]:
-    return [c for c in list(channels) if c._inflight_registered and not c.closed]
