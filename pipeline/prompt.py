@@ -66,6 +66,9 @@ def render_policies(policies: PolicySet) -> str:
     parts = [f"# Policies (policy set {policies.version})"]
     for policy in policies.policies:
         parts.append(f"\n## {policy.id}: {policy.title}\n{policy.description.strip()}")
+        if policy.allowed:
+            parts.append("Allowed under this policy (not violations):")
+            parts.extend(f"- {example}" for example in policy.allowed)
         for rule in policy.rules:
             lines = [
                 f"\n### Rule {rule.id}: {rule.title}",

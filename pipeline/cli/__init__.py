@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from pipeline.cli import calibration, moderate, sim
+from pipeline.cli import calibration, moderate, policy, sim
 
 app = typer.Typer(
     name="quoteguard",
@@ -22,6 +22,7 @@ app = typer.Typer(
 moderate.register(app)
 calibration.register(app)
 app.add_typer(sim.app, name="sim", help="The simulated OpenAI-compatible model.")
+policy.register(app)
 
 for plugin in entry_points(group="quoteguard.commands"):
     try:

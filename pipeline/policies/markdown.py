@@ -24,7 +24,14 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 from pipeline.policies.header import Header
-from pipeline.policies.model import RULE_ID, SEVERITIES, Policy, Rule, Severity
+from pipeline.policies.model import (
+    RULE_ID,
+    SEVERITIES,
+    TIER_RULE_ID,
+    Policy,
+    Rule,
+    Severity,
+)
 from pipeline.policies.parsed import ParsedFile, Reporter
 
 #: `## HARASSMENT.1 Title`, `## HARASSMENT.1: Title`, `## HARASSMENT.1 — Title`.
@@ -66,7 +73,7 @@ def parse_markdown(
     path: Path, body: str, header: Header, header_lines: dict[str, int]
 ) -> ParsedFile:
     """Parse a Markdown policy; a header's id and title must agree with the body's."""
-    parser = _PolicyParser(path, body)
+    parser = _PolicyParser(path, body, header.id)
     policy = parser.parse()
     parsed = ParsedFile(path, None, parser.lines, parser.diagnostics, parser.example_lines)
     parsed.heading_lines = set(parser.rule_lines.values())
@@ -88,8 +95,9 @@ def parse_markdown(
 
 
 class _PolicyParser(Reporter):
-    def __init__(self, path: Path, source: str) -> None:
+    def __init__(self, path: Path, source: str, header_id: str | None) -> None:
         super().__init__(path)
+        self.header_id = header_id
         self.lines = source.splitlines()
         self.root = SyntaxTreeNode(_MARKDOWN.parse(source))
         self.allowed: list[str] = []
@@ -136,10 +144,17 @@ class _PolicyParser(Reporter):
             )
         if not self.rule_headings:
             self.error("PE103", self.title_line, "the policy has no rules ('## POLICY.1 Title')")
+        if self.policy_id is not None and self.owner(self.policy_id[0]) is None:
+            self.error(
+                "PE502",
+                1,
+                "rules with tier ids such as GH2.a need the policy id in a front-matter "
+                "header ('---', 'id: POLICY', '---')",
+            )
         if self.errors or self.policy_id is None:
             return None
         return Policy(
-            id=self.policy_id[0],
+            id=self.owner(self.policy_id[0]) or "",
             title=self.title,
             description="\n\n".join(self.description),
             rules=tuple(self.rules),
@@ -187,7 +202,7 @@ class _PolicyParser(Reporter):
             self.skipping = True
             return
         self.skipping = False
-        prefix = rule_id.rpartition(".")[0]
+        prefix = _prefix(rule_id)
         if self.policy_id is None:
             self.policy_id = (prefix, line)
         elif prefix != self.policy_id[0]:
@@ -209,6 +224,10 @@ class _PolicyParser(Reporter):
         if not title:
             self.error("PE204", line, f"rule {rule_id} has no title after its id")
         self.draft = _RuleDraft(rule_id, title, line)
+
+    def owner(self, prefix: str) -> str | None:
+        """The policy id of rules with this prefix: a tier code's comes from the header."""
+        return self.header_id if _is_code(prefix) else prefix
 
     def section(self, text: str, line: int) -> None:
         if self.skipping:
@@ -361,7 +380,7 @@ class _PolicyParser(Reporter):
         self.rules.append(
             Rule(
                 id=draft.id,
-                policy_id=draft.id.rpartition(".")[0],
+                policy_id=self.owner(_prefix(draft.id)) or "",
                 title=draft.title,
                 text="\n\n".join(draft.text),
                 severity=draft.severity,
@@ -375,6 +394,17 @@ class _PolicyParser(Reporter):
         """A block as the writer wrote it, Markdown and all: the model reads Markdown."""
         lines = self.lines[_line_of(node) - 1 : _end_of(node)]
         return _unwrap(lines) if node.type == "paragraph" else "\n".join(lines).strip()
+
+
+def _prefix(rule_id: str) -> str:
+    """What the rules of one policy share: HARASSMENT of HARASSMENT.2, GH of GH2.a."""
+    if re.fullmatch(TIER_RULE_ID, rule_id):
+        return "tier " + rule_id.rstrip("abcdefghijklmnopqrstuvwxyz.0123456789")
+    return rule_id.rpartition(".")[0]
+
+
+def _is_code(prefix: str) -> bool:
+    return prefix.startswith("tier ")
 
 
 def _unwrap(lines: list[str]) -> str:

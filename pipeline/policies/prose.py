@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from pipeline.policies.header import Header
@@ -30,8 +31,8 @@ from pipeline.policies.parsed import ParsedFile, Reporter
 _TIER = re.compile(rf"^(?P<name>.*?)\(\s*(?P<id>{TIER_ID})\s*[–—:-]\s*(?P<label>[^()]*)\)$")
 #: `SP2.a Cold promotion – “Check out my course”`.
 _RULE = re.compile(rf"^(?P<id>{TIER_RULE_ID})\s+(?P<name>.+?)\s+[–—-]+\s+(?P<example>.+)$")
-#: What starts like a rule line and so must be one: `SP2.a`, `SP2a`, `SP2.A`.
-_RULE_LIKE = re.compile(rf"^{TIER_ID}(?:\.\S|[a-z]\b)")
+#: What starts like a rule line and so must be one: `SP2.a`, `SP2.A`, `SP2.a:`.
+_RULE_LIKE = re.compile(rf"^{TIER_ID}\.\w")
 _FIELD = re.compile(r"^(?P<name>severity|output)\s*:\s*(?P<value>.*)$", re.IGNORECASE)
 #: Words of a tier label that name a severity, as the field writes them.
 _SEVERITY_WORDS: dict[str, Severity] = {
@@ -43,6 +44,7 @@ _SEVERITY_WORDS: dict[str, Severity] = {
 }
 #: Quotation marks an example may be wrapped in, opening -> closing.
 _QUOTES = {"“": "”", '"': '"', "«": "»", "「": "」", "„": "“", "‘": "’", "'": "'"}
+_BULLET = re.compile(r"^(?:[-*+]\s+|\d+[.)]\s+)")
 _MARKUP = re.compile(r"^(?:#+\s+|[-*•+]\s+|\d+[.)]\s+)")
 
 
@@ -263,12 +265,14 @@ def _examples(written: str) -> list[str]:
 
 
 def _paragraphs(blocks: list[list[str]]) -> list[str]:
-    """Paragraphs on one line each (as the Markdown parser keeps them); lists line by line."""
+    """Blocks as the Markdown parser keeps them: a paragraph on one line, a list line by line.
+
+    A list starts a block of its own even without a blank line before it, as in Markdown.
+    """
     paragraphs = []
     for block in blocks:
         lines = [line.strip() for line in block if line.strip()]
-        if not lines:
-            continue
-        is_list = all(_MARKUP.match(line) for line in lines)
-        paragraphs.append("\n".join(lines) if is_list else " ".join(lines))
+        runs = [list(run) for _, run in groupby(lines, key=lambda line: bool(_BULLET.match(line)))]
+        for run in runs:
+            paragraphs.append("\n".join(run) if _BULLET.match(run[0]) else " ".join(run))
     return paragraphs
