@@ -375,12 +375,13 @@ class _PolicyParser(Reporter):
             self.error(
                 "PE403", draft.line, f"rule {draft.id} lists '{example}' as violating and not"
             )
-        if self.errors or draft.severity is None:
+        owner = self.owner(_prefix(draft.id))
+        if self.errors or draft.severity is None or owner is None:
             return  # the Policy is not built anyway; do not build a Rule from bad parts
         self.rules.append(
             Rule(
                 id=draft.id,
-                policy_id=self.owner(_prefix(draft.id)) or "",
+                policy_id=owner,
                 title=draft.title,
                 text="\n\n".join(draft.text),
                 severity=draft.severity,

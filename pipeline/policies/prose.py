@@ -106,9 +106,8 @@ class _ProseParser(Reporter):
             self.error("PE103", 1, "the policy has no tiers ('🚫 Name (SP2 – Medium)')")
         if not _paragraphs(self.description):
             self.error("PE102", 1, "the policy has no description before its first tier")
-        codes = {tier.code for tier in self.tiers}
         for tier in self.tiers:
-            self.finish(tier, codes)
+            self.finish(tier, self.tiers[0].code)
 
     def line(self, text: str, written: str, number: int) -> None:
         tier = self.tiers[-1] if self.tiers else None
@@ -172,19 +171,23 @@ class _ProseParser(Reporter):
             )
             return
         self.rule_lines[rule_id] = number
+        name = _unbold(match["name"])
         examples = _examples(match["example"])
+        if not name:
+            self.error("PE204", number, f"rule {rule_id} has no name before its dash")
+        if not all(examples):
+            self.error("PE402", number, f"an example of rule {rule_id} is empty")
         owner = "allowed" if tier.allowed else rule_id
         for example in examples:
             self.example_lines.setdefault(owner, {})[example] = number
-        tier.rules.append((rule_id, _unbold(match["name"]), examples, number))
+        tier.rules.append((rule_id, name, examples, number))
 
-    def finish(self, tier: _Tier, codes: set[str]) -> None:
-        if len(codes) > 1:
+    def finish(self, tier: _Tier, code: str) -> None:
+        if tier.code != code:
             self.error(
                 "PE203",
                 tier.line,
-                f"tier {tier.id}: a policy's tiers share one code, here "
-                f"{' and '.join(sorted(codes))}",
+                f"tier {tier.id}: a policy's tiers share one code, and the first tier's is {code}",
             )
         if not tier.rules:
             self.error(

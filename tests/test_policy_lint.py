@@ -1,0 +1,255 @@
+"""`pipeline.policies.lint`: every diagnostic code, triggered by a file, at its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.policies import loader
+from pipeline.policies.diagnostics import CODES, Diagnostic
+from pipeline.policies.header import Header
+from pipeline.policies.lint import estimate_tokens, lint
+from pipeline.policies.model import Rule
+from pipeline.policies.parsed import ParsedFile
+
+BAD = Path(__file__).parent / "fixtures" / "policies_bad"
+FIXTURES = Path(__file__).parent / "fixtures" / "policies"
+
+#: A valid Markdown policy; cases below change one part of it.
+GOOD = """\
+# Harassment
+
+Content that targets a specific person with abuse.
+
+## HARASSMENT.1 Insults
+Severity: medium
+
+Content must not insult an identifiable person.
+
+### Violates
+- You are a worthless idiot.
+
+### Does not violate
+- That argument is idiotic.
+"""
+
+#: A valid prose policy with Arabic and Mandarin examples; cases change one line of it.
+PROSE = """\
+---
+id: GROUP_HATE
+title: Group hate
+format: prose
+---
+Attacks on people for who they are.
+
+✅ Allowed (GH0 – Not hate)
+- GH0.a Identity – “أنا مرأة.”
+
+🚫 Likely Hate (GH2 – Medium)
+Hostility at a group.
+- GH2.a Stated hatred – “我恨女人。”, “انا بكره النساء.”
+"""
+
+#: (code, files to write {name: text}, line, a phrase of the message). One line changed
+#: from the valid files above makes each problem, so the line number is known.
+CASES: list[tuple[str, dict[str, str], int, str]] = [
+    ("PE101", {"a.md": GOOD.replace("# Harassment\n", "")}, 2, "must start with the policy"),
+    ("PE101", {"a.md": GOOD + "\n# Another\n"}, 16, "a second '# Title'"),
+    (
+        "PE102",
+        {"a.md": GOOD.replace("Content that targets a specific person with abuse.\n", "")},
+        1,
+        "no description",
+    ),
+    ("PE104", {"a.md": GOOD.replace("### Violates", "#### Violates")}, 10, "below ###"),
+    ("PE104", {"a.md": GOOD.replace("### Violates", "### Borderline")}, 10, "unknown section"),
+    ("PE201", {"a.md": GOOD.replace("HARASSMENT.1", "HARASSMENT.01")}, 5, "rule id POLICY.N"),
+    (
+        "PE201",
+        {"p.md": PROSE.replace("- GH2.a Stated hatred – ", "- GH2.a Stated hatred ")},
+        13,
+        "a rule line is a rule id",
+    ),
+    ("PE202", {"a.md": GOOD + GOOD.split("\n", 3)[3]}, 16, "duplicate rule id HARASSMENT.1"),
+    (
+        "PE202",
+        {"a.md": GOOD, "b.md": GOOD.replace("# Harassment", "# Harassment again")},
+        5,
+        "duplicate rule id HARASSMENT.1: also defined at a.md:5",
+    ),
+    ("PE203", {"p.md": PROSE.replace("- GH2.a", "- GH3.a")}, 13, "listed under tier GH2"),
+    ("PE203", {"a.md": "---\nid: ABUSE\n---\n" + GOOD}, 2, "header says id ABUSE"),
+    ("PE204", {"a.md": GOOD.replace("HARASSMENT.1 Insults", "HARASSMENT.1")}, 5, "no title"),
+    (
+        "PE205",
+        {"a.md": GOOD.replace("Content must not insult an identifiable person.\n", "")},
+        5,
+        "no rule text",
+    ),
+    ("PE301", {"a.md": GOOD.replace("Severity: medium\n", "")}, 5, "has no severity"),
+    ("PE301", {"p.md": PROSE.replace("(GH2 – Medium)", "(GH2 – Likely)")}, 11, "no severity"),
+    ("PE302", {"a.md": GOOD.replace("medium", "severe")}, 6, "severity 'severe'"),
+    (
+        "PE303",
+        {"a.md": GOOD.replace("Severity: medium", "Severity: medium\nSeverity: high")},
+        7,
+        "severity twice",
+    ),
+    (
+        "PE401",
+        {"a.md": GOOD.replace("### Violates\n- You are a worthless idiot.\n", "")},
+        5,
+        "no violating example",
+    ),
+    ("PE401", {"p.md": PROSE.replace("- GH0.a Identity – “أنا مرأة.”", "")}, 8, "no rule lines"),
+    ("PE402", {"a.md": GOOD.replace("- You are", "You are")}, 11, "as list items"),
+    ("PE402", {"p.md": PROSE.replace("“我恨女人。”", "“”")}, 13, "is empty"),
+    (
+        "PE403",
+        {"a.md": GOOD.replace("- That argument is idiotic.", "- You are a worthless idiot.")},
+        5,
+        "as violating and not",
+    ),
+    ("PE501", {"p.md": PROSE.replace("format: prose", "format: prose\nowner: t&s")}, 5, "owner"),
+    ("PE502", {"p.md": PROSE.replace("format: prose", "format: yaml")}, 4, "'format'"),
+    ("PE502", {"p.md": PROSE.replace("title: Group hate\n", "")}, 1, "must give its 'title'"),
+    ("PE502", {"p.md": PROSE.replace("---\nAttacks", "Attacks")}, 1, "never closed"),
+    (
+        "PE601",
+        {"a.md": GOOD.replace("identifiable person.", "identifiable person (see VIOLENCE.9).")},
+        8,
+        "VIOLENCE.9 is referred to",
+    ),
+    (
+        "PE601",
+        {"p.md": PROSE.replace("Hostility at", "Worse than GH3.b: hostility at")},
+        12,
+        "GH3.b",
+    ),
+    (
+        "PW401",
+        {"a.md": GOOD, "b.md": GOOD.replace("HARASSMENT", "ABUSE").split("### Does not")[0]},
+        11,
+        "also listed under rule HARASSMENT.1 (a.md:11)",
+    ),
+    (
+        "PW401",
+        {"p.md": PROSE + "- GH2.b Repeated – “أنا مرأة.”\n"},
+        14,
+        "also listed under the allowed examples (p.md:9)",
+    ),
+]
+
+
+def write(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def only(found: list[Diagnostic], code: str) -> Diagnostic:
+    matching = [d for d in found if d.code == code]
+    assert len(matching) == 1, [str(d) for d in found]
+    return matching[0]
+
+
+class TestCodes:
+    @pytest.mark.parametrize(("code", "files", "line", "phrase"), CASES)
+    def test_code_at_its_line(
+        self, tmp_path: Path, code: str, files: dict[str, str], line: int, phrase: str
+    ) -> None:
+        """Each kind of problem is reported once, with its code, at the line it is on."""
+        found = only(lint([write(tmp_path, files)]).diagnostics, code)
+        assert found.line == line
+        assert phrase in found.message
+        assert str(found).startswith(f"{found.path}:{line}:{found.col}: {code} ")
+
+    @pytest.mark.parametrize(
+        ("name", "code", "line"),
+        [
+            ("not_utf8.md", "PE001", 5),
+            ("missing_title.md", "PE101", 1),
+            ("no_rules.md", "PE103", 1),
+        ],
+    )
+    def test_bundled_bad_files(self, name: str, code: str, line: int) -> None:
+        """The loader's broken fixture files get their codes too."""
+        assert only(lint([BAD / name]).diagnostics, code).line == line
+
+    def test_missing_path(self, tmp_path: Path) -> None:
+        """A path with no policy file is PE002, not a crash."""
+        assert only(lint([tmp_path / "nowhere"]).diagnostics, "PE002").line == 1
+
+    def test_reference_column(self, tmp_path: Path) -> None:
+        """A broken reference points at the column where the id starts."""
+        text = GOOD.replace("identifiable person.", "identifiable person (see VIOLENCE.9).")
+        found = only(lint([write(tmp_path, {"a.md": text})]).diagnostics, "PE601")
+        assert found.col == text.splitlines()[7].index("VIOLENCE.9") + 1
+
+    def test_references_in_comments_are_notes(self, tmp_path: Path) -> None:
+        """A retired id named in a writers' comment is history, not a reference."""
+        text = GOOD.replace(
+            "## HARASSMENT.1", "<!-- HARASSMENT.7 was retired -->\n\n## HARASSMENT.1"
+        )
+        assert lint([write(tmp_path, {"a.md": text})]).diagnostics == []
+
+    def test_long_set(self, tmp_path: Path) -> None:
+        """A set over the token budget is a warning that states the estimate and its method."""
+        result = lint([write(tmp_path, {"a.md": GOOD})], max_tokens=100)
+        found = only(result.diagnostics, "PW701")
+        assert (found.line, found.level) == (1, "warning")
+        assert f"about {result.tokens} tokens" in found.message
+        assert "4 ASCII characters" in found.message
+        assert lint([tmp_path], max_tokens=result.tokens or 0).diagnostics == []
+
+    def test_parser_gap(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A policy the parser let through but the model refuses is PE000, naming the file."""
+
+        def lax(path: Path, body: str, header: Header, lines: dict[str, int]) -> ParsedFile:
+            Rule.model_validate({"id": "X.1"})  # what a parser bug would do
+            raise AssertionError
+
+        monkeypatch.setitem(loader.PARSERS, "markdown", lax)
+        found = only(lint([write(tmp_path, {"a.md": GOOD})]).diagnostics, "PE000")
+        assert (Path(found.path).name, found.line) == ("a.md", 1)
+
+    def test_every_code_is_tested(self) -> None:
+        """Each code in the table has a case in this file that triggers it."""
+        here = Path(__file__).read_text(encoding="utf-8")
+        assert [code for code in CODES if f'"{code}"' not in here] == []
+
+
+class TestCleanSets:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            loader.default_policies_dir(),
+            FIXTURES / "prose",
+            FIXTURES / "structured",
+        ],
+    )
+    def test_no_problems(self, path: Path) -> None:
+        """The bundled set and both fixtures lint clean (no errors, no warnings)."""
+        result = lint([path])
+        assert [str(d) for d in result.diagnostics] == []
+        assert result.tokens is not None
+
+    def test_errors_and_warnings_counted(self, tmp_path: Path) -> None:
+        """An error and a warning are told apart by level, as CI needs them."""
+        files = {
+            "a.md": GOOD.replace("medium", "severe"),
+            "p.md": PROSE + "- GH2.b Repeated – “أنا مرأة.”\n",
+        }
+        result = lint([write(tmp_path, files)])
+        assert (result.errors, result.warnings) == (1, 1)
+
+
+class TestTokenEstimate:
+    @pytest.mark.parametrize(
+        ("text", "tokens"),
+        [("", 0), ("abcd", 1), ("abcde", 2), ("我恨女人", 4), ("hi 我", 2)],
+    )
+    def test_estimate(self, text: str, tokens: int) -> None:
+        """Four ASCII characters make a token; any other character makes one."""
+        assert estimate_tokens(text) == tokens
