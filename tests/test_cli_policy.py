@@ -189,6 +189,23 @@ class TestRunExamples:
         assert re.search(r"^PASS  GH4.a/violates/2  '我想杀死所有女人。'$", done.stdout, re.M)
         assert "GROUP_HATE (allowed): " in done.stdout
 
+    def test_only_some_rules(self) -> None:
+        """--only runs the examples of the rules and policies named, and no others."""
+        done = quoteguard_process(
+            "policy",
+            "test",
+            str(default_policies_dir()),
+            "--sim",
+            "--only",
+            "SPAM.2",
+            "--only",
+            "HATE",
+        )
+        groups = re.findall(r"^(\S+): \d+/\d+ passed", done.stdout, re.M)
+        assert groups == ["HATE.1", "HATE.2", "HATE.3", "HATE.4", "SPAM.2"]
+        unknown = quoteguard("policy", "test", str(PROSE), "--sim", "--only", "GH9.z")
+        assert unknown.returncode == 2
+
     def test_needs_an_endpoint(self) -> None:
         """Without --sim, a key or --base-url it is a usage error, not a network call."""
         done = quoteguard_process("policy", "test", str(PROSE))
@@ -243,7 +260,7 @@ class TestDiff:
         )
         assert "3 decisions read" in done.stdout
         assert "  SPAM.4: cited by 2 findings, removed in the new set" in done.stdout
-        assert "  HATE_SPEECH.1: cited by 1 findings, in neither set" in done.stdout
+        assert "  HATE_SPEECH.1: cited by 1 finding, in neither set" in done.stdout
         assert "HATE.1:" not in done.stdout
         assert f"{decisions}:3: not a Decision" in done.stderr
 
@@ -254,3 +271,29 @@ class TestDiff:
         )
         assert done.stdout.splitlines()[1] == "no change to what the model reads"
         assert len(done.stdout.splitlines()) == 2
+
+
+class TestReadmeWalkthrough:
+    def test_add_lint_fix_diff(self, policy_copy: Path) -> None:
+        """The README's policy-writer walk-through gives the output the README shows."""
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        section = readme.split("### For policy writers")[1]
+        rule = section.split("```markdown\n")[1].split("```")[0]
+        spam = policy_copy / "spam.md"
+        spam.write_text(spam.read_text(encoding="utf-8") + "\n" + rule, encoding="utf-8")
+
+        linted = quoteguard("policy", "lint", str(policy_copy))
+        shown = linted.stdout.strip().replace(str(policy_copy), "policies")
+        assert f"$ quoteguard policy lint policies/\n{shown}\n1 error, 0 warnings\n" in section
+        assert linted.returncode == 1
+
+        spam.write_text(
+            spam.read_text(encoding="utf-8").replace(", and SPAM.7 for link shorteners", ""),
+            encoding="utf-8",
+        )
+        clean = quoteguard("policy", "lint", str(policy_copy))
+        assert clean.returncode == 0
+        assert " ".join(clean.stderr.split()) in " ".join(section.split())
+
+        changed = quoteguard("policy", "diff", str(default_policies_dir()), str(policy_copy))
+        assert changed.stdout in section

@@ -91,12 +91,16 @@ def lint(
     else:
         for diagnostic in result.diagnostics:
             _out(str(diagnostic))
-        summary = f"{result.errors} errors, {result.warnings} warnings"
+        summary = f"{_count(result.errors, 'error')}, {_count(result.warnings, 'warning')}"
         if result.tokens is not None:
             summary += f"; the set is about {result.tokens} prompt tokens"
         sys.stderr.write(summary + "\n")
     if result.errors or (strict and result.warnings):
         raise typer.Exit(1)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # ----------------------------------------------------------------------------- show
@@ -177,6 +181,10 @@ def run_examples(
     junit_xml: Annotated[
         Path | None, typer.Option("--junit-xml", help="Also write a JUnit XML report here.")
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Only this rule or policy id (repeat for more)."),
+    ] = None,
     concurrency: ConcurrencyOpt = None,
 ) -> None:
     """Run every example through the whole pipeline as a test case.
@@ -188,6 +196,12 @@ def run_examples(
 
     policies = _load(path)
     todo = cases(policies)
+    if only:
+        known = {c.rule_id for c in todo} | {c.policy_id for c in todo}
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise typer.BadParameter(f"no rule or policy {', '.join(unknown)}", param_hint="--only")
+        todo = [c for c in todo if c.rule_id in only or c.policy_id in only]
     if sim:
         if base_url is not None:
             raise typer.BadParameter("--sim starts its own endpoint: drop --base-url")
@@ -309,9 +323,9 @@ def diff(
     if not cited.removed and not cited.unknown:
         _out("every rule id they cite exists in the new set")
     for rule_id, count in sorted(cited.removed.items()):
-        _out(f"  {rule_id}: cited by {count} findings, removed in the new set")
+        _out(f"  {rule_id}: cited by {_count(count, 'finding')}, removed in the new set")
     for rule_id, count in sorted(cited.unknown.items()):
-        _out(f"  {rule_id}: cited by {count} findings, in neither set (a hallucinated rule)")
+        _out(f"  {rule_id}: cited by {_count(count, 'finding')}, in neither set (hallucinated)")
 
 
 def _short(text: str, width: int = 70) -> str:
