@@ -33,6 +33,7 @@ from pipeline.calibration.metrics import (
 )
 from pipeline.calibration.profile import DEFAULT_TARGET_PRECISION
 from pipeline.cli.calibration_tables import evaluations_table, gate_table, profile_table
+from pipeline.cli.endpoint import endpoint, require_endpoint
 from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
 from pipeline.cli.render import console
 from pipeline.config import Settings, load_settings
@@ -104,7 +105,7 @@ def eval_(
     beside the raw one. Writes report.html (self-contained), report.json and the plots.
     """
     gs = _golden(golden)
-    with _endpoint(base_url, sim) as (url, key):
+    with endpoint(base_url, sim) as (url, key):
         settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
         ev = _evaluate(settings, gs, cache_dir, bins, bootstrap)
     _warn_same_golden(ev)
@@ -153,7 +154,7 @@ def calibrate(
             param_hint="--target-precision",
         )
     gs = _golden(golden)
-    with _endpoint(base_url, sim) as (url, key):
+    with endpoint(base_url, sim) as (url, key):
         settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
         settings.profiles_dir.mkdir(parents=True, exist_ok=True)
         with _moderator(settings) as moderator:
@@ -227,7 +228,7 @@ def compare(
         raise typer.BadParameter("give --model twice: the old version, then the new one")
     old_name, new_name = model
     gs = _golden(golden)
-    with _endpoint(base_url, sim) as (url, key):
+    with endpoint(base_url, sim) as (url, key):
         old, new = (
             _evaluate(
                 _settings(name, url, key, concurrency, fallback, policies, profiles),
@@ -264,20 +265,6 @@ def _golden(path: Path) -> GoldenSet:
         raise typer.BadParameter(str(exc), param_hint="--golden") from exc
 
 
-@contextmanager
-def _endpoint(base_url: str | None, sim: bool) -> Iterator[tuple[str | None, str | None]]:
-    """(base_url, api_key): the given endpoint, or an in-process simulator for the block."""
-    if not sim:
-        yield base_url, None
-        return
-    if base_url is not None:
-        raise typer.BadParameter("--sim starts its own endpoint: drop --base-url")
-    from pipeline.sim.server import SimServer  # noqa: PLC0415 - only --sim needs it
-
-    with SimServer() as server:
-        yield server.base_url, "sim"
-
-
 def _settings(
     model: str,
     base_url: str | None,
@@ -301,12 +288,7 @@ def _settings(
             settings = settings.model_copy(update={"fallback": update})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if settings.base_url is None and settings.api_key is None:
-        raise typer.BadParameter(
-            "no API key: set OPENAI_API_KEY (or QUOTEGUARD_API_KEY), point --base-url at an "
-            "OpenAI-compatible server, or use --sim",
-            param_hint="--base-url",
-        )
+    require_endpoint(settings)
     configure_logging(settings.log_level, settings.log_format)
     return settings
 

@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.batch import run_batch
+from pipeline.cli.endpoint import require_endpoint
 from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
 from pipeline.cli.render import console, summary_table
 from pipeline.config import Settings, load_settings
@@ -57,12 +58,7 @@ def moderate(
         policies_dir=policies,
         profiles_dir=profiles,
     )
-    if settings.base_url is None and settings.api_key is None:
-        raise typer.BadParameter(
-            "no API key: set OPENAI_API_KEY (or QUOTEGUARD_API_KEY), or point --base-url at "
-            "an OpenAI-compatible server",
-            param_hint="--base-url",
-        )
+    require_endpoint(settings, sim_option=False)
     summary = _run(settings, input_path, out)
     console.print(summary_table(summary, f"quoteguard: {settings.model}"))
     console.print(f"Decisions written to {out}")

@@ -202,17 +202,12 @@ def run_examples(
         if unknown:
             raise typer.BadParameter(f"no rule or policy {', '.join(unknown)}", param_hint="--only")
         todo = [c for c in todo if c.rule_id in only or c.policy_id in only]
-    if sim:
-        if base_url is not None:
-            raise typer.BadParameter("--sim starts its own endpoint: drop --base-url")
-        from pipeline.sim.server import SimServer  # noqa: PLC0415 - only --sim needs it
+    from pipeline.cli.endpoint import endpoint  # noqa: PLC0415 - keep start-up fast
 
-        with SimServer() as server:
-            report = _run_cases(
-                path, todo, model or "sim-calibrated", server.base_url, "sim", concurrency
-            )
-    else:
-        report = _run_cases(path, todo, model, base_url, None, concurrency)
+    if sim:
+        model = model or "sim-calibrated"
+    with endpoint(base_url, sim) as (url, key):
+        report = _run_cases(path, todo, model, url, key, concurrency)
     for line in report.lines():
         _out(line)
     if junit_xml is not None:
@@ -233,6 +228,7 @@ def _run_cases(
     import os  # noqa: PLC0415
 
     from pipeline.batch import run_batch  # noqa: PLC0415
+    from pipeline.cli.endpoint import require_endpoint  # noqa: PLC0415
     from pipeline.config import load_settings  # noqa: PLC0415
     from pipeline.errors import QuoteguardError  # noqa: PLC0415
     from pipeline.log import configure_logging  # noqa: PLC0415
@@ -254,12 +250,7 @@ def _run_cases(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if settings.base_url is None and settings.api_key is None:
-        raise typer.BadParameter(
-            "no API key: set OPENAI_API_KEY (or QUOTEGUARD_API_KEY), point --base-url at an "
-            "OpenAI-compatible server, or use --sim",
-            param_hint="--base-url",
-        )
+    require_endpoint(settings)
     configure_logging(settings.log_level, settings.log_format)
     decisions: dict[str, Decision] = {}
     try:
