@@ -157,7 +157,7 @@ class Report:
 def _quote(text: str, width: int = 60) -> str:
     """An example for a terminal line: escaped (it is hostile content) and cut short."""
     shown = printable(text)
-    return repr(shown if len(shown) <= width else shown[: width - 1] + "…")
+    return "'" + (shown if len(shown) <= width else shown[: width - 1] + "…") + "'"
 
 
 def _xml(text: str) -> str:
