@@ -1,8 +1,12 @@
 """structlog set-up: one JSON event per stage, safe for hostile content and secrets.
 
-JSON rendering escapes control characters, and with ensure_ascii also bidi overrides and
-zero-width characters, so moderated text can never drive a terminal or forge a log line.
-Keys that look like credentials are redacted before rendering, whatever logged them.
+Every log line takes one path, whoever logged it: structlog events from this project, and
+stdlib `logging` records from instructor, openai, httpx, Celery and kombu (routed through
+structlog's `ProcessorFormatter` on the root logger). On that path, values that look like
+credentials, and the configured secrets themselves wherever they appear (a provider's error
+body may echo the Authorization header), are redacted; then the JSON renderer escapes
+control characters, and with ensure_ascii also bidi overrides and zero-width characters, so
+moderated text can never drive a terminal or forge a log line.
 """
 
 from __future__ import annotations
@@ -12,16 +16,33 @@ import logging
 import re
 import sys
 import unicodedata
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from functools import partial
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from pydantic import SecretStr
 
 SECRET_KEY = re.compile(r"(api[_-]?key|authorization|secret|token|password)", re.IGNORECASE)
 #: Token counts are numbers, not credentials: keys naming them stay visible.
 NOT_SECRET = re.compile(r"^(prompt|completion|cached|total|n)_tokens$|_token_count$", re.IGNORECASE)
-SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
+SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[^\s\"',;}\]]+)")
+#: A credential written out inside a message: `Authorization: Basic x`, `"api_key": "x"`.
+SECRET_ASSIGNMENT = re.compile(
+    r"""((?:authorization|api[_-]?key|access[_-]?token|password|secret)["']?\s*[:=]\s*["']?)"""
+    r"""(?!\[redacted\])(?:(?:bearer|basic|token)\s+)?[^\s"',;}\]]+""",
+    re.IGNORECASE,
+)
+#: Configured secrets shorter than this are not searched for in text: "sim" would redact
+#: every "sim-calibrated". Real API keys are far longer.
+MIN_SECRET_CHARS = 8
+
+#: The HTTP clients log every request at INFO (and each socket step at DEBUG): one line per
+#: model call is noise beside our one event per stage, which says what happened to each item.
+CHATTY_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
+
+REDACTED = "[redacted]"
+_known_secrets: tuple[str, ...] = ()
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -32,14 +53,23 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
 
 def _redact(key: str, value: Any) -> Any:
     if SECRET_KEY.search(key) and not NOT_SECRET.search(key):
-        return "[redacted]"
+        return REDACTED
     if isinstance(value, str):
-        return SECRET_VALUE.sub("[redacted]", value)
+        return redact_text(value)
     if isinstance(value, dict):
         return {k: _redact(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(key, v) for v in value]
     return value
+
+
+def redact_text(text: str) -> str:
+    """`text` with configured secrets and credential-shaped values replaced."""
+    text = SECRET_VALUE.sub(REDACTED, text)
+    text = SECRET_ASSIGNMENT.sub(rf"\1{REDACTED}", text)
+    for secret in _known_secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -53,7 +83,7 @@ def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
 def printable(text: str) -> str:
     """Control and format characters (C0/C1, bidi overrides, zero-width) as \\uXXXX."""
     return "".join(
-        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf") and c != " " else c
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Cs") and c != " " else c
         for c in text
     )
 
@@ -63,23 +93,79 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time, like `_stderr_logger`."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass  # fixed to sys.stderr
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib's name
+        # The stdlib prints the record's message and arguments raw: they may hold a secret.
+        line = {"event": "log_record_unformattable", "logger": record.name, "level": "error"}
+        sys.stderr.write(json.dumps(line) + "\n")
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str = "json",
+    secrets: Iterable[SecretStr | str | None] = (),
+) -> None:
+    """Configure structlog and route stdlib logging through the same processors.
+
+    `secrets` (API keys, webhook secrets) are redacted wherever they appear in a line.
+    """
+    global _known_secrets  # noqa: PLW0603 - one logging configuration per process
+    values = (s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets)
+    _known_secrets = tuple(sorted({v for v in values if v and len(v) >= MIN_SECRET_CHARS}))
     renderers: list[structlog.types.Processor]
     if fmt == "json":
         renderers = [structlog.processors.JSONRenderer(partial(json.dumps, ensure_ascii=True))]
     else:
         renderers = [escape_controls, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    # Exceptions are rendered to text before redaction so their text is redacted too.
+    safe: list[structlog.types.Processor] = [
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            # Exceptions are rendered to text first so their text is redacted too.
-            structlog.processors.format_exc_info,
-            redact_secrets,
+            *safe,
             *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(level, [*safe, *renderers])
+
+
+def _route_stdlib(level: str, processors: list[structlog.types.Processor]) -> None:
+    """Every stdlib record (instructor, openai, httpx, Celery, kombu) as a structlog event."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *processors],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    # Replace, not add: a second configuration (tests, a CLI command calling another) must
+    # not print each line twice. (Celery adds none: workers.lifecycle takes its set-up.)
+    for old in root.handlers[:]:
+        if isinstance(old, _StderrHandler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.getLevelName(level.upper()))
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -19,6 +19,7 @@ from pipeline.citations import check_citation
 from pipeline.config import Settings
 from pipeline.errors import InputError, LLMError, LLMTransientError, QuoteguardError
 from pipeline.grounding import Grounder
+from pipeline.inputs import as_unicode
 from pipeline.llm import LLMAnswer, LLMClient, RateGate, elapsed_ms
 from pipeline.models import (
     ContentItem,
@@ -262,7 +263,9 @@ class Moderator:
             policy_version=self.policy_version,
             signal=SignalReport(available=False, note="no verdict: the item failed before one"),
             latency_ms=elapsed_ms(start),
-            errors=[ErrorInfo(kind=_kind(error), message=str(error), stage=stage)],
+            # A surrogate in an exception's text (it may quote the input) would make the
+            # Decision unserialisable, and the item would vanish with it.
+            errors=[ErrorInfo(kind=_kind(error), message=as_unicode(str(error)), stage=stage)],
             meta=item.meta,
         )
 

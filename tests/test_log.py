@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
 
 from pipeline.log import configure_logging, printable
+from tests.hostile import TERMINAL_ATTACK
+
+#: A key of no known shape (not sk-, no Bearer): only the configured value can find it.
+KEY = "qg-live-7Hc2Lx9QpRt4"
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
-    configure_logging("debug", "json")
-    yield capsys
+def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[str]]]:
+    """Configure logging in a format, with KEY as the secret; returns stderr's lines."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+
+    def configure(fmt: str) -> list[str]:
+        configure_logging("debug", fmt, secrets=[KEY, None, "short"])
+        return []
+
+    yield configure
     structlog.reset_defaults()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+@pytest.fixture
+def json_logs(
+    logs: Callable[[str], list[str]], capsys: pytest.CaptureFixture[str]
+) -> pytest.CaptureFixture[str]:
+    logs("json")
+    return capsys
 
 
 class TestJsonLogs:
@@ -72,3 +95,63 @@ class TestNestedSecrets:
         assert event["headers"]["Authorization"] == "[redacted]"
         assert event["access_token"] == "[redacted]"
         assert event["completion_tokens"] == 7
+
+
+#: What instructor logs when a provider's 401 body echoes the request's headers.
+PROVIDER_ERROR = (
+    "API call failed on attempt 1: Error code: 401 - {'error': {'message': 'Incorrect API key "
+    f"provided: {KEY}. {TERMINAL_ATTACK}', 'echo': {{'Authorization': 'Bearer {KEY}', "
+    "'x-api-key': 'other-secret-value'}}}}"
+)
+
+
+class TestThirdPartyLines:
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    @pytest.mark.parametrize("name", ["instructor", "openai._base_client", "celery.app.trace"])
+    def test_stdlib_lines_are_redacted_and_escaped(
+        self,
+        logs: Callable[[str], list[str]],
+        capsys: pytest.CaptureFixture[str],
+        fmt: str,
+        name: str,
+    ) -> None:
+        """A library's plain logging line loses the key and every raw control character."""
+        logs(fmt)
+        logging.getLogger(name).warning(PROVIDER_ERROR)
+        err = capsys.readouterr().err
+        assert "Incorrect API key provided" in err
+        assert_clean(err)
+        if fmt == "json":
+            event = json.loads(err)
+            assert (event["logger"], event["level"]) == (name, "warning")
+
+    def test_tracebacks_of_library_errors_are_redacted(
+        self, json_logs: pytest.CaptureFixture[str]
+    ) -> None:
+        """An exception logged by a library is rendered, then redacted like any text."""
+        try:
+            raise RuntimeError(PROVIDER_ERROR)
+        except RuntimeError:
+            logging.getLogger("kombu").exception("consumer failed")
+        err = json_logs.readouterr().err
+        assert "RuntimeError" in json.loads(err)["exception"]
+        assert_clean(err)
+
+    def test_configured_secret_is_redacted_in_our_events(
+        self, json_logs: pytest.CaptureFixture[str]
+    ) -> None:
+        """The configured key is redacted wherever it appears, whatever its shape."""
+        structlog.get_logger().warning("llm_failed", error=PROVIDER_ERROR)
+        assert_clean(json_logs.readouterr().err)
+
+    def test_info_lines_keep_their_level(self, json_logs: pytest.CaptureFixture[str]) -> None:
+        """An info line of a library is labelled info, not warning."""
+        logging.getLogger("celery.worker.strategy").info("Task received")
+        assert json.loads(json_logs.readouterr().err)["level"] == "info"
+
+
+def assert_clean(text: str) -> None:
+    for secret in (KEY, "other-secret-value"):
+        assert secret not in text
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in text

@@ -46,7 +46,7 @@ def register(main: typer.Typer) -> None:
 def _configure_logging() -> None:
     """Logs to stderr as JSON, so stdout carries only the command's output."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=[settings.api_key])
 
 
 def worker(

@@ -6,13 +6,13 @@ start the same way.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import structlog
-from celery.signals import worker_init, worker_ready
+from celery.signals import setup_logging, worker_init, worker_ready
 from pydantic import ValidationError
 
+from pipeline.config import Settings as PipelineSettings
 from pipeline.config import load_settings
 from pipeline.errors import QuoteguardError
 from pipeline.log import configure_logging
@@ -38,13 +38,29 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         raise SystemExit(f"quoteguard worker: {exc}") from exc
 
 
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _on_setup_logging(**_: Any) -> None:
+    """Celery's own logging set-up is skipped (a receiver exists): its lines, kombu's and
+    the SDKs' go through the project's redaction and escaping like every other line. Nor
+    does Celery then wrap stderr in a logger at WARNING, which labelled info events so."""
+    try:
+        _configure(load_settings())
+    except (QuoteguardError, ValidationError):
+        configure_logging()  # worker_init reports the configuration error and stops
+
+
+def _configure(pipeline: PipelineSettings) -> None:
+    settings = worker_settings()
+    configure_logging(
+        pipeline.log_level,
+        pipeline.log_format,
+        secrets=[pipeline.api_key, settings.webhook_secret],
+    )
+
+
 def _start(sender: Any) -> None:
     pipeline = load_settings()
-    configure_logging(pipeline.log_level, pipeline.log_format)
-    # The HTTP clients log every request at INFO: one line per model call is noise here,
-    # and the structlog events already say what happened to each item.
-    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _configure(pipeline)
     settings = worker_settings()
     # Fail at start-up, not by duplicate work under load.
     check_visibility_timeout(settings, pipeline)
@@ -73,4 +89,11 @@ def _on_worker_ready(**_: Any) -> None:
     if settings.metrics_port:
         client = redis_client(settings.redis_url)
         broker = broker_client(settings.broker)
-        metrics.serve(settings.metrics_port, client, broker, settings.queue, settings.namespace)
+        metrics.serve(
+            settings.metrics_port,
+            client,
+            broker,
+            settings.queue,
+            settings.namespace,
+            host=settings.metrics_host,
+        )

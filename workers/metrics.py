@@ -131,17 +131,23 @@ _collector: QueueCollector | None = None
 
 
 def serve(
-    port: int, client: redis.Redis[str], broker: redis.Redis[bytes], queue: str, namespace: str
+    port: int,
+    client: redis.Redis[str],
+    broker: redis.Redis[bytes],
+    queue: str,
+    namespace: str,
+    *,
+    host: str = "127.0.0.1",
 ) -> bool:
-    """Start /metrics on `port` (once per process); False if the port is taken."""
+    """Start /metrics on `host:port` (once per process); False if the port is taken."""
     global _collector  # noqa: PLW0603 - one collector per process, like the registry itself
     if _collector is None:
         _collector = QueueCollector(client, broker, queue, namespace)
         REGISTRY.register(_collector)
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("metrics_port_unavailable", port=port, error=str(exc))
+        log.warning("metrics_port_unavailable", host=host, port=port, error=str(exc))
         return False
-    log.info("metrics_serving", port=port)
+    log.info("metrics_serving", host=host, port=port)
     return True

@@ -9,8 +9,6 @@ shares it between its threads or greenlets; the Moderator is thread-safe.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import threading
@@ -19,11 +17,18 @@ from typing import Any
 
 import redis
 import structlog
-from pydantic import ValidationError
 
 from pipeline.config import Settings as PipelineSettings
 from pipeline.config import load_settings
 from pipeline.errors import InputError, LLMTransientError
+from pipeline.inputs import (
+    RAW_PAYLOAD_CHARS,
+    InputProblem,
+    as_unicode,
+    parse_payload,
+    safe_dump,
+    stand_in_id,
+)
 from pipeline.models import ContentItem, Decision
 from pipeline.runner import Moderator
 from workers import metrics
@@ -37,8 +42,6 @@ log = structlog.get_logger("quoteguard.workers")
 #: A payload carrying this field is an input line that never became an item; the value
 #: says what is wrong with it (set by `quoteguard submit`).
 PROBLEM_FIELD = "_problem"
-#: How much of an unparseable payload a reviewer gets to see.
-RAW_PAYLOAD_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,16 @@ def retry_countdown(
     return min(cap_s, max(retry_after or 0.0, backoff))
 
 
-def handle(rt: Runtime, payload: Any, *, task_id: str, retries: int) -> Done | RetryLater:
-    """Decide `payload` unless its Decision exists; publish; say whether to retry."""
-    item, rejected = parse_item(rt.moderator, payload)
+def handle(
+    rt: Runtime,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    task_id: str,
+    retries: int,
+) -> Done | RetryLater:
+    """Decide the task's item unless its Decision exists; publish; say whether to retry."""
+    item, rejected = parse_task(rt.moderator, args, kwargs)
     key = decision_key(rt.moderator, item.id)
     seen = rt.results.seen(key)
     if seen is not None:
@@ -150,6 +160,18 @@ def handle(rt: Runtime, payload: Any, *, task_id: str, retries: int) -> Done | R
         return Done(key, published, decision.model_dump_json())
     metrics.DUPLICATES.inc()
     return Done(key, published, None)
+
+
+def record_failure(
+    rt: Runtime, args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception, *, task_id: str
+) -> str:
+    """Publish an error Decision for a task that failed unexpectedly; returns its key."""
+    item, _ = parse_task(rt.moderator, args, kwargs)
+    decision = rt.moderator.failed(item, error)
+    published = rt.results.publish(decision, item, task_id)
+    if published.created:
+        metrics.observe_decision(decision)
+    return decision_key(rt.moderator, item.id)
 
 
 def _decide(rt: Runtime, item: ContentItem, retries: int) -> Decision | RetryLater:
@@ -178,31 +200,47 @@ def _decide(rt: Runtime, item: ContentItem, retries: int) -> Decision | RetryLat
         return rt.moderator.failed(item, exc)
 
 
-def parse_item(moderator: Moderator, payload: Any) -> tuple[ContentItem, Decision | None]:
-    """The item, or (for a payload that is not one) a stand-in and its error Decision.
+def parse_task(
+    moderator: Moderator, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[ContentItem, Decision | None]:
+    """The item of a task however it was sent, or a stand-in and its error Decision.
 
-    A malformed message from someone else's producer still ends in the review queue, with
-    its raw content for the reviewer, rather than failing the task and vanishing.
+    The task takes one argument, the item; a foreign producer may send none, several or
+    keyword arguments. Whatever arrived is judged by the one input edge
+    (`pipeline.inputs`), so the worker accepts and refuses exactly what the CLI does, and a
+    malformed task still ends in the review queue with its raw content for the reviewer.
     """
+    if len(args) == 1 and not kwargs:
+        return parse_item(moderator, args[0])
+    if not args and set(kwargs) == {"item"}:
+        return parse_item(moderator, kwargs["item"])
+    sent = {"args": list(args), "kwargs": kwargs}
+    problem = InputProblem(
+        None,
+        stand_in_id(sent),
+        f"the task takes one argument, the item; got {len(args)} positional and "
+        f"{len(kwargs)} keyword arguments",
+    )
+    return _rejected(moderator, problem, sent)
+
+
+def parse_item(moderator: Moderator, payload: Any) -> tuple[ContentItem, Decision | None]:
+    """The item, or (for a payload that is not one) a stand-in and its error Decision."""
     if isinstance(payload, dict) and isinstance(payload.get(PROBLEM_FIELD), str):
         # A line `quoteguard submit` could not read: it names the problem itself.
-        item_id = str(payload.get("id") or "unknown")
-        error = InputError(item_id, payload[PROBLEM_FIELD])
-        return ContentItem(id=item_id, text=""), moderator.rejected(item_id, error)
-    if isinstance(payload, dict):
-        # Producers add their own fields; like the file reader, keep only what an item has.
-        payload = {k: v for k, v in payload.items() if k in ContentItem.model_fields}
-    try:
-        return ContentItem.model_validate(payload), None
-    except ValidationError as exc:
-        raw = json.dumps(payload, default=str, ensure_ascii=False)
-        given = payload.get("id") if isinstance(payload, dict) else None
-        item_id = (
-            given
-            if isinstance(given, str) and given
-            else f"invalid-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
-        )
-        problem = exc.errors()[0]
-        error = InputError(item_id, f"not a content item: {problem['loc']}: {problem['msg']}")
-        stand_in = ContentItem(id=item_id, text=raw[:RAW_PAYLOAD_CHARS])
-        return stand_in, moderator.rejected(item_id, error)
+        named = parse_payload({"id": payload.get("id"), "text": ""})
+        item_id = named.item_id if isinstance(named, InputProblem) else named.id
+        problem = InputProblem(None, item_id, as_unicode(payload[PROBLEM_FIELD]))
+        return _rejected(moderator, problem, None)
+    parsed = parse_payload(payload)
+    if isinstance(parsed, ContentItem):
+        return parsed, None
+    return _rejected(moderator, parsed, payload)
+
+
+def _rejected(
+    moderator: Moderator, problem: InputProblem, raw: object
+) -> tuple[ContentItem, Decision]:
+    error = InputError(problem.item_id, problem.message)
+    shown = "" if raw is None else safe_dump(raw)[:RAW_PAYLOAD_CHARS]
+    return ContentItem(id=problem.item_id, text=shown), moderator.rejected(problem.item_id, error)

@@ -102,6 +102,11 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(
         default=9808, ge=0, le=65535, description="Prometheus /metrics; 0 disables it."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface /metrics binds: this machine only unless exposed on purpose "
+        "(0.0.0.0 in a container that a scraper reaches over the pod network).",
+    )
 
     @property
     def broker(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import redis
 import structlog
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 from kombu.exceptions import OperationalError
 
 from workers import metrics, service, webhook
@@ -31,11 +31,17 @@ INFRASTRUCTURE_ERRORS = (redis.RedisError, OperationalError)
 
 
 @app.task(bind=True, name="quoteguard.moderate", max_retries=None)  # type: ignore[untyped-decorator]
-def moderate(self: Any, item: dict[str, Any]) -> str:
-    """Moderate one item; its Decision goes to the stream (and review queue) exactly once."""
+def moderate(self: Any, *args: Any, **kwargs: Any) -> str:
+    """Moderate one item; its Decision goes to the stream (and review queue) exactly once.
+
+    Takes one argument, the item. Any arguments are accepted here, so that a task sent with
+    none or several becomes an error Decision instead of a TypeError that Celery acks away.
+    """
     try:
         rt = service.runtime()
-        outcome = service.handle(rt, item, task_id=self.request.id, retries=self.request.retries)
+        outcome = service.handle(
+            rt, args, kwargs, task_id=self.request.id, retries=self.request.retries
+        )
         if isinstance(outcome, service.RetryLater):
             metrics.RETRIES.labels(outcome.error.kind).inc()
             raise self.retry(exc=outcome.error, countdown=outcome.countdown)
@@ -46,6 +52,13 @@ def moderate(self: Any, item: dict[str, Any]) -> str:
         # after the visibility timeout. Either way the item is not acked into nowhere.
         log.warning("item_requeued", error=type(exc).__name__, detail=str(exc))
         raise Reject(exc, requeue=True) from exc
+    except (Retry, Reject):
+        raise
+    except Exception as exc:
+        # A bug between taking the task and publishing: Celery would ack the task away as
+        # failed. The item still ends as an error Decision in review.
+        log.exception("internal_error", task_id=self.request.id)
+        return service.record_failure(service.runtime(), args, kwargs, exc, task_id=self.request.id)
     return outcome.key
 
 

@@ -24,6 +24,7 @@ so that each queue is one list.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -37,6 +38,8 @@ import structlog
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
+
+from pipeline.inputs import nesting_exceeds
 
 log = structlog.get_logger("quoteguard.workers")
 
@@ -92,8 +95,10 @@ def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
             continue
         try:
             restored += channel.restore_inflight(client, bytes_to_str(key))
-        except redis.ResponseError as exc:  # a damaged entry must not stop the others
-            log.error("inflight_restore_failed", list=bytes_to_str(key), error=str(exc))
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis is gone: the next sweep tries again
+        except Exception as exc:  # noqa: BLE001 - one damaged list must not stop the sweep
+            log.error("inflight_restore_failed", list=bytes_to_str(key), error=type(exc).__name__)
     return restored
 
 
@@ -242,9 +247,9 @@ class Channel(kombu_redis.Channel):
             if not raw:
                 raise Empty()
             self._queue_cycle.rotate(source)
-            payload = decode(raw)
+            payload, reason = _decoded(raw)
             if payload is None:
-                self._set_aside(raw, reason="not kombu JSON")
+                self._set_aside(raw, reason=reason or "undecodable")
                 raise Empty()
             self._handover = raw
             try:
@@ -337,15 +342,75 @@ class Transport(kombu_redis.Transport):
 
 def decode(raw: bytes) -> dict[str, Any] | None:
     """A kombu message as the Redis transport stores it, or None if it is not one."""
+    return _decoded(raw)[0]
+
+
+def undeliverable_reason(raw: bytes) -> str | None:
+    """Why the message cannot be delivered, or None if a worker can take it."""
+    return _decoded(raw)[1]
+
+
+def _decoded(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    # Whatever is in Redis: a foreign producer's bytes, or anyone's who can write there.
+    # Nothing about them may raise past this function (a sweep or a start-up would die).
     try:
-        payload = json.loads(bytes_to_str(raw))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
-        return None
-    info = payload["properties"].get("delivery_info")
-    if not isinstance(info, dict) or not isinstance(payload.get("headers", {}), dict):
-        return None
+        envelope = _json(raw, ENVELOPE_MAX_DEPTH)
+    except _Undecodable as exc:
+        return None, f"envelope: {exc}"
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("properties"), dict):
+        return None, "not a kombu message (no properties)"
+    info = envelope["properties"].get("delivery_info")
+    if not isinstance(info, dict) or not isinstance(envelope.get("headers", {}), dict):
+        return None, "not a kombu message (no delivery_info or headers)"
     if not all(isinstance(info.get(k), str) for k in ("exchange", "routing_key")):
-        return None  # restoring it needs both (kombu would log and drop it)
-    return payload
+        return None, "no exchange or routing key"  # restoring needs both (kombu drops it)
+    reason = _body_problem(envelope)
+    if reason is not None:
+        return None, reason
+    return envelope, None
+
+
+#: Nesting a kombu envelope has (headers, properties, delivery info) with room to spare.
+ENVELOPE_MAX_DEPTH = 32
+#: Nesting a task body may have. kombu and Celery decode it again deeper in the stack, where
+#: Python's recursion limit (1,000 frames) is nearer; an item nested past the input edge's
+#: own limit still arrives and becomes an invalid_input Decision.
+BODY_MAX_DEPTH = 200
+
+
+class _Undecodable(Exception):
+    pass
+
+
+def _json(data: bytes | str, max_depth: int) -> Any:
+    try:
+        value = json.loads(data)
+    except RecursionError as exc:
+        raise _Undecodable(f"nested deeper than {max_depth} levels") from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise _Undecodable("not JSON") from exc
+    if nesting_exceeds(value, max_depth):
+        raise _Undecodable(f"nested deeper than {max_depth} levels")
+    return value
+
+
+def _body_problem(envelope: dict[str, Any]) -> str | None:
+    """Why Celery could not decode the body (it would log CRITICAL and drop it), or None."""
+    body = envelope.get("body")
+    if envelope.get("content-type") != "application/json":
+        return "body is not application/json"
+    if envelope.get("content-encoding", "utf-8") != "utf-8":
+        return "body is not utf-8"
+    if not isinstance(body, str):
+        return "body is not a string"
+    data: bytes | str = body
+    if envelope["properties"].get("body_encoding") == "base64":
+        try:
+            data = base64.b64decode(body, validate=True)
+        except ValueError:
+            return "body is not base64"
+    try:
+        _json(data, BODY_MAX_DEPTH)
+    except _Undecodable as exc:
+        return f"body: {exc}"
+    return None

@@ -289,7 +289,7 @@ def _settings(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     require_endpoint(settings)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=[settings.api_key])
     return settings
 
 

@@ -95,7 +95,7 @@ def _settings(**overrides: object) -> Settings:
         settings = load_settings(**overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=[settings.api_key])
     return settings
 
 

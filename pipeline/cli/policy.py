@@ -251,7 +251,7 @@ def _run_cases(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     require_endpoint(settings)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=[settings.api_key])
     decisions: dict[str, Decision] = {}
     try:
         moderator = Moderator.from_settings(settings)

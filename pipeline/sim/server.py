@@ -33,6 +33,11 @@ from pipeline.sim.profiles import Profile, all_profiles, resolve
 from pipeline.sim.wire import ChatRequest, SimError, parse_request
 
 FAULT_HEADER = "x-sim-fault"
+#: Largest request body read: a prompt of max_content_chars (100k) with the policy text and
+#: re-asks is well under 2 MB. A bigger one is refused (413) before it is read whole.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Seconds `serve` waits for open requests (a stalled timeout fault) after SIGTERM.
+SHUTDOWN_GRACE_S = 2
 
 
 @dataclass
@@ -115,6 +120,24 @@ async def _stall(request: Request, seconds: float) -> None:
         await asyncio.sleep(min(0.05, left))
 
 
+async def _bounded_body(request: Request) -> bytes:
+    """The body, or a 413 as soon as it is known to be over MAX_BODY_BYTES (never read whole)."""
+    too_large = SimError(
+        413, f"The request body is larger than {MAX_BODY_BYTES:,} bytes.", code="body_too_large"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _forced_fault(request: Request) -> FaultKind | None:
     value = request.headers.get(FAULT_HEADER)
     if value is None:
@@ -150,9 +173,10 @@ async def chat_completions(request: Request) -> Response:
         state.stats.requests += 1
     started = time.monotonic()
     try:
+        raw = await _bounded_body(request)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SimError(400, "The request body is not valid JSON.") from exc
         chat: ChatRequest = parse_request(body)
         profile = resolve(chat.model)
@@ -303,4 +327,11 @@ class SimServer:
 
 def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the simulator in the foreground until interrupted."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    # SIGTERM and Ctrl-C stop it: uvicorn's handlers, with a short grace for open requests.
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
