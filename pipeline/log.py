@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import unicodedata
 from collections.abc import Iterable, MutableMapping
 from functools import partial
@@ -88,13 +89,32 @@ def printable(text: str) -> str:
     )
 
 
-def _stderr_logger(*_: Any) -> structlog.PrintLogger:
-    # Resolved per logger, not once: test capture and CLI redirection swap sys.stderr.
-    return structlog.PrintLogger(sys.stderr)
+#: One lock for both paths: a structlog event and a library's line written by two threads
+#: at once must not interleave into one unparseable (or forged) line.
+_WRITE_LOCK = threading.RLock()
+
+
+class _StderrLogger:
+    """structlog's logger: one whole line at a time to whatever sys.stderr is now (test
+    capture and CLI redirection swap it)."""
+
+    def msg(self, message: str) -> None:
+        with _WRITE_LOCK:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_: Any) -> _StderrLogger:
+    return _StderrLogger()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time, like `_stderr_logger`."""
+    """Writes to whatever sys.stderr is at the time, under the structlog side's lock."""
+
+    def createLock(self) -> None:  # noqa: N802 - stdlib's name
+        self.lock = _WRITE_LOCK
 
     @property
     def stream(self) -> TextIO:

@@ -103,7 +103,7 @@ class TestCommands:
         items.write_text("\n".join(lines) + "\n")
         done = cli(fleet, "submit", str(items))
         assert done.returncode == 0, done.stderr
-        assert "queued 10 items (2 with input problems)" in done.stdout
+        assert "queued 10 lines: 8 items, 2 refused" in done.stdout
         fleet.wait_for(10, timeout=60)
 
         shown = cli(fleet, "results", "--count", "100")

@@ -78,21 +78,34 @@ def submit(
     from workers import send_payloads  # noqa: PLC0415
     from workers.service import PROBLEM_FIELD  # noqa: PLC0415
 
-    problems = 0
+    counts = {"items": 0, "refused": 0}
 
     def payloads() -> Iterator[dict[str, object]]:
-        nonlocal problems
         for entry in read_items(path):
             if isinstance(entry, InputProblem):
-                problems += 1
+                counts["refused"] += 1
                 typer.echo(printable(f"{path}:{entry}"), err=True)
                 # The worker turns this into an error Decision that names the problem.
                 yield {"id": entry.item_id, PROBLEM_FIELD: entry.message}
             else:
+                counts["items"] += 1
                 yield entry.model_dump(mode="json")
 
-    sent = send_payloads(payloads())
-    typer.echo(f"queued {sent} items ({problems} with input problems) on {worker_settings().queue}")
+    queue = worker_settings().queue
+    try:
+        sent = send_payloads(payloads())
+    except Exception as exc:
+        # The line being sent when the broker failed is not counted as queued.
+        queued = counts["items"] + counts["refused"] - 1
+        typer.echo(
+            printable(f"stopped after queueing {max(queued, 0)} lines on {queue}: {exc}"),
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"queued {sent} lines: {counts['items']} items, {counts['refused']} refused "
+        f"(input problems above; each becomes an error Decision naming it) on {queue}"
+    )
 
 
 def results(

@@ -1,0 +1,168 @@
+"""Hostile input against real workers on real Redis: nothing stops the fleet, nothing vanishes.
+
+A corpus of hostile lines (through `quoteguard submit`), hostile task payloads and argument
+lists (from a producer of the test's own), and raw poison messages written straight into the
+queue and into a dead consumer's in-flight list: every line and task ends as exactly one
+Decision, every poison message is set aside where `quoteguard queue --undeliverable` shows
+it, every worker stays alive, and a worker started afterwards starts and works.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.fixtures_workers import Fleet, wait_until
+from tests.hostile import DEEP, deep_brackets, hostile_lines, shared_texts
+from tests.test_workers_service import cli
+from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE
+
+pytest_plugins = ["tests.fixtures_workers"]
+
+pytestmark = [pytest.mark.service, pytest.mark.timeout(180)]
+
+FleetFactory = Callable[..., Fleet]
+
+
+def envelope(namespace: str, body: bytes, *, tag: str) -> bytes:
+    """A message as kombu stores it, routed to `namespace`, with `body` as its JSON body."""
+    # The body last, so that `queue --undeliverable`'s head of each message names the test.
+    return json.dumps(
+        {
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"task": "quoteguard.moderate", "id": tag, "lang": "py"},
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_info": {"exchange": "", "routing_key": namespace},
+                "delivery_mode": 2,
+                "priority": 0,
+                "delivery_tag": tag,
+                "correlation_id": tag,
+            },
+            "body": base64.b64encode(body).decode(),
+        }
+    ).encode()
+
+
+def poison(namespace: str) -> list[bytes]:
+    """Messages no worker can decode; each names the namespace, to be found again."""
+    marker = json.dumps(namespace).encode()
+    return [
+        b'{"ns": ' + marker + b', "x": ' + deep_brackets(DEEP) + b"}",  # envelope too deep
+        marker + b"\xff\xfe not JSON at all",
+        envelope(namespace, b"[" + marker + b", {not json", tag=f"{namespace}-badbody"),
+        envelope(namespace, b"[" + marker + b"," + deep_brackets(DEEP) + b"]", tag=namespace),
+    ]
+
+
+def broker(fleet: Fleet) -> redis.Redis[bytes]:
+    """Bytes in, bytes out: poison is not UTF-8."""
+    return redis.Redis.from_url(fleet.redis_url)
+
+
+def set_aside(fleet: Fleet) -> list[bytes]:
+    marker = fleet.namespace.encode()
+    return [m for m in broker(fleet).lrange(UNDECODABLE, 0, -1) if marker in m]
+
+
+def plant_dead_list(fleet: Fleet, name: str, messages: list[bytes]) -> None:
+    """What a consumer killed mid-delivery leaves: a registered list with no alive marker."""
+    key = f"unacked_inflight:{fleet.namespace}-{name}"
+    client = broker(fleet)
+    for raw in messages:
+        client.lpush(key, raw)
+    client.hset(INFLIGHT_REGISTRY, key, f"{key}:alive")
+
+
+def task_body(*args: object, **kwargs: object) -> bytes:
+    return json.dumps([list(args), kwargs, {}]).encode()
+
+
+def test_hostile_corpus_and_poison_never_stop_the_fleet(
+    make_fleet: FleetFactory, tmp_path: Path
+) -> None:
+    """Every hostile line and task is one Decision, poison is set aside, workers live on."""
+    fleet = make_fleet(QUOTEGUARD_LOG_LEVEL="info")
+    ns = fleet.namespace
+    # Before any worker starts: poison in the queue and in a dead consumer's list, beside a
+    # real task that must still be decided.
+    rescued = envelope(ns, task_body({"id": "rescued", "text": "hello there"}), tag=f"{ns}-r")
+    plant_dead_list(fleet, "dead-1", [poison(ns)[0], rescued])
+    for raw in poison(ns):
+        broker(fleet).lpush(ns, raw)
+    first = fleet.start_worker("first", concurrency=4)
+
+    texts = shared_texts(per_source=2)
+    lines = hostile_lines() + [
+        json.dumps({"id": f"shared-{n}", "text": t}).encode() for n, t in enumerate(texts)
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(b"\n".join(lines) + b"\n")
+    submitted = cli(fleet, "submit", str(items))
+    assert submitted.returncode == 0, submitted.stderr
+    assert f"queued {len(lines)} lines: {len(texts) + 2} items, 9 refused" in submitted.stdout
+
+    # Hostile payloads and argument lists, as a foreign producer sends them.
+    fleet.send(
+        [
+            {"id": "direct-surrogate", "text": "a \ud800 b"},
+            {"id": "x\udfff", "text": "surrogate id"},
+            {"id": 4242, "text": "numeric id"},
+            {"id": {"an": "object"}, "text": "object id"},
+        ]
+    )
+    for args, kwargs in (([], {}), (["a", "b"], {}), ([], {"item": {"id": "kw", "text": "hi"}})):
+        fleet.producer.send_task("quoteguard.moderate", args=args, kwargs=kwargs, queue=ns)
+
+    expected = len(lines) + 4 + 3 + 1  # lines, payloads, argument lists, the rescued task
+    fleet.wait_for(expected, timeout=90)
+    wait_until(lambda: len(set_aside(fleet)) == 5, 20, "the poison to be set aside")
+
+    # A worker started now, with more poison abandoned meanwhile, starts and works.
+    plant_dead_list(fleet, "dead-2", [poison(ns)[0]])
+    second = fleet.start_worker("second", concurrency=2)
+    wait_until(lambda: len(set_aside(fleet)) == 6, 20, "the second dead list to be swept")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0  # a warm shutdown, not a crash
+    fleet.workers.remove(first)
+    fleet.send([{"id": "after", "text": "taken by the second worker"}])
+    fleet.wait_for(expected + 1, timeout=60)
+    assert second.poll() is None
+
+    decisions = fleet.decisions()
+    assert len(decisions) == expected + 1  # exactly one each: none lost, none twice
+    by_id = {d.item_id: d for d in decisions}
+    assert len(by_id) == len(decisions)
+    for item_id, problem in (
+        ("items.jsonl:1", "nested deeper than 64 levels"),
+        ("surrogate-text", "text has a lone surrogate"),
+        ("items.jsonl:4", "id has a lone surrogate"),
+        ("items.jsonl:7", "Unterminated string"),
+        ("direct-surrogate", "text has a lone surrogate"),
+    ):
+        assert by_id[item_id].errors[0].kind == "invalid_input", item_id
+        assert problem in by_id[item_id].errors[0].message, item_id
+    assert {"42", "4242", "rescued", "kw", "after"} <= set(by_id)
+    assert all(f"shared-{n}" in by_id for n in range(len(texts)))
+    messages = [d.errors[0].message for d in decisions if d.errors]
+    assert sum("the task takes one argument" in m for m in messages) == 2
+
+    shown = cli(fleet, "queue", "--undeliverable", "--limit", "1000")
+    assert sum(ns in line for line in shown.stdout.splitlines()[1:]) == 6
+
+    logs = b"".join(p.read_bytes() for p in fleet.processes.logs.glob("*.log"))
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw.encode() not in logs
+    assert b"RecursionError" not in logs
+    # Celery's own lines pass our renderer, at their own level (not relabelled WARNING).
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith(b"{")]
+    assert any(e.get("logger") == "celery.app.trace" and e["level"] == "info" for e in events)
+    assert any(e["event"] == "worker_starting" and e["level"] == "info" for e in events)
+    assert b"WARNING/MainProcess" not in logs
