@@ -20,6 +20,7 @@ from pipeline.config import Settings
 from pipeline.errors import InputError, LLMError, LLMTransientError, QuoteguardError
 from pipeline.grounding import Grounder
 from pipeline.inputs import as_unicode
+from pipeline.log import redact_text
 from pipeline.llm import LLMAnswer, LLMClient, RateGate, elapsed_ms
 from pipeline.models import (
     ContentItem,
@@ -263,11 +264,18 @@ class Moderator:
             policy_version=self.policy_version,
             signal=SignalReport(available=False, note="no verdict: the item failed before one"),
             latency_ms=elapsed_ms(start),
-            # A surrogate in an exception's text (it may quote the input) would make the
-            # Decision unserialisable, and the item would vanish with it.
-            errors=[ErrorInfo(kind=_kind(error), message=as_unicode(str(error)), stage=stage)],
+            errors=[ErrorInfo(kind=_kind(error), message=_error_text(error), stage=stage)],
             meta=item.meta,
         )
+
+
+def _error_text(error: BaseException) -> str:
+    """The error's text as a Decision may carry it to a webhook, a reviewer and a log.
+
+    A provider's error body can echo the API key; a surrogate in it (it may quote the input)
+    would make the Decision unserialisable, and the item would vanish with it.
+    """
+    return redact_text(as_unicode(str(error)))
 
 
 def _kind(error: BaseException) -> str:

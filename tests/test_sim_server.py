@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import instructor
@@ -13,8 +22,9 @@ from pipeline.policies import load_policies
 from pipeline.prompt import build_messages
 from pipeline.schema import ModerationResult
 from pipeline.sim.profiles import all_profiles, resolve
-from pipeline.sim.server import SimServer
+from pipeline.sim.server import FAULT_HEADER, MAX_BODY_BYTES, SimServer
 from tests.conftest import SimFactory
+from tests.fixtures_workers import free_port, wait_until
 
 POLICIES = load_policies()
 INSULT = "You are a worthless idiot and nobody wants you here."
@@ -235,6 +245,83 @@ class TestErrors:
         body = '{"model": "sim-calibrated", "messages": [{"role": "user", "content": "\\ud800"}]}'
         response = httpx.post(f"{sim_server}/chat/completions", content=body.encode())
         assert response.status_code == 400
+
+
+class TestBounds:
+    def test_declared_oversized_body_is_413_before_it_is_read(self, sim_server: str) -> None:
+        """A Content-Length over the limit is answered 413 with one byte of the body sent."""
+        url = httpx.URL(sim_server)
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {100 * MAX_BODY_BYTES}\r\n\r\n{{"
+        )
+        with socket.create_connection((url.host, url.port or 80), timeout=10) as sock:
+            sock.sendall(head.encode())
+            reply = sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 413")
+
+    def test_streamed_oversized_body_is_413(self, sim_server: str) -> None:
+        """A chunked body is counted as it arrives and refused once over the limit."""
+        chunk = b" " * 1_048_576
+
+        def body() -> Iterator[bytes]:
+            for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+                yield chunk
+
+        response = httpx.post(f"{sim_server}/chat/completions", content=body())
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+
+    def test_body_at_the_limit_is_read(self, sim_server: str) -> None:
+        """A body within the limit is parsed as usual (here: not JSON, so a 400)."""
+        response = httpx.post(f"{sim_server}/chat/completions", content=b" " * MAX_BODY_BYTES)
+        assert response.status_code == 400
+
+    def test_deeply_nested_body_is_400(self, sim_server: str) -> None:
+        """JSON nested past the recursion limit is a 400, not a crashed request."""
+        response = httpx.post(f"{sim_server}/chat/completions", content=b"[" * 100_000)
+        assert response.status_code == 400
+
+
+class TestServeCommand:
+    def test_sigterm_stops_it_with_a_request_stalled(self, tmp_path: Path) -> None:
+        """`quoteguard sim serve` exits on SIGTERM, even while a request stalls."""
+        port = free_port()
+        argv = [sys.executable, "-m", "pipeline", "sim", "serve", "--port", str(port)]
+        argv += ["--timeout-s", "60"]
+        with (tmp_path / "sim.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _answers(f"{base}/health"), 30, "the simulator to start")
+            stalled = threading.Thread(
+                target=_post_quietly,
+                args=(f"{base}/v1/chat/completions", {FAULT_HEADER: "timeout"}),
+                daemon=True,
+            )
+            stalled.start()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            # uvicorn re-raises the signal once it has shut down, as a process should.
+            assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+            assert "Finished server process" in (tmp_path / "sim.log").read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _post_quietly(url: str, headers: dict[str, str]) -> None:
+    body = {"model": "sim-calibrated", "messages": [{"role": "user", "content": "hi"}]}
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(url, json=body, headers=headers, timeout=90)
 
 
 class TestInProcessServer:

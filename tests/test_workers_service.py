@@ -164,8 +164,8 @@ class TestOperations:
         assert "visibility_timeout_s=10 must exceed" in log
 
     def test_metrics_endpoint(self, make_fleet: FleetFactory) -> None:
-        """/metrics counts items by outcome and reports queue depth, review queue size, and
-        a broker message no worker could read (set aside, the others decided)."""
+        """/metrics (on 127.0.0.1 only) counts items by outcome and reports queue depth,
+        review queue size, and a broker message no worker could read (set aside)."""
         port = free_port()
         fleet = make_fleet(QUOTEGUARD_METRICS_PORT=str(port))
         fleet.redis.lpush(fleet.namespace, "not a celery message")
@@ -189,6 +189,9 @@ class TestOperations:
         queued = outcomes["human_review"] + outcomes["error"]
         assert samples['quoteguard_review_queue_size{state="queued"}'] == queued
         assert samples["quoteguard_llm_calls_total"] == sum(1 for p in payloads if p["text"])
+        # Bound to 127.0.0.1 by default: another address of this very machine is refused.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5)
 
     def test_rate_limit_shared_by_two_workers(self, make_fleet: FleetFactory) -> None:
         """Two worker processes together stay within one requests-per-window budget."""
