@@ -168,6 +168,11 @@ def _read_id(value: object) -> tuple[str, str | None]:
     return value, None
 
 
+def unencodable(item: ContentItem) -> str | None:
+    """What in an item built in code (not read here) no UTF-8 sink can store, or None."""
+    return _unencodable({"id": item.id, "text": item.text, "meta": item.meta})
+
+
 def _unencodable(record: dict[str, object]) -> str | None:
     """A string no UTF-8 sink can take (a lone surrogate from a JSON \\ud800 escape)."""
     stack: list[tuple[str, object]] = list(record.items())

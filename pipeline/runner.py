@@ -19,9 +19,9 @@ from pipeline.citations import check_citation
 from pipeline.config import Settings
 from pipeline.errors import InputError, LLMError, LLMTransientError, QuoteguardError
 from pipeline.grounding import Grounder
-from pipeline.inputs import as_unicode
-from pipeline.log import redact_text
+from pipeline.inputs import as_unicode, unencodable
 from pipeline.llm import LLMAnswer, LLMClient, RateGate, elapsed_ms
+from pipeline.log import redact_text
 from pipeline.models import (
     ContentItem,
     Decision,
@@ -138,6 +138,10 @@ class Moderator:
         return self._error_decision(item, error, "input", time.perf_counter(), invalid_input=True)
 
     def input_problem(self, item: ContentItem) -> InputError | None:
+        # Items read by pipeline.inputs were checked there; one built in code was not.
+        unstorable = unencodable(item)
+        if unstorable is not None:
+            return InputError(as_unicode(item.id), unstorable)
         if not item.text.strip():
             return InputError(item.id, "content is empty or whitespace only; nothing to moderate")
         if len(item.text) > self.settings.max_content_chars:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.sim.server import SimServer
+from tests.hostile import hostile_lines
 
 VIOLATION = "You are a worthless idiot and nobody wants you here."
 
@@ -88,6 +89,35 @@ class TestModerate:
         assert "duplicate id 'good'" in by_id["items.jsonl:7"]["errors"][0]["message"]
         assert "sk-testsecret123456" not in done.stderr + done.stdout
         assert "\u202e" not in done.stderr
+
+    def test_hostile_corpus_gives_one_decision_per_line(
+        self, sim: SimServer, tmp_path: Path
+    ) -> None:
+        """Nesting, surrogates, odd ids and terminal attacks: a Decision each, a clean stderr."""
+        lines = hostile_lines()
+        items = tmp_path / "items.jsonl"
+        items.write_bytes(b"\n".join(lines) + b"\n")
+        out = tmp_path / "decisions.jsonl"
+        done = quoteguard(
+            "moderate",
+            str(items),
+            "--out",
+            str(out),
+            "--base-url",
+            sim.base_url,
+            "--model",
+            "sim-calibrated",
+            env={"OPENAI_API_KEY": "sim-key", "QUOTEGUARD_LOG_LEVEL": "info"},
+        )
+        assert done.returncode == 0, done.stderr
+        decisions = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(decisions) == len(lines)
+        by_id = {d["item_id"]: d for d in decisions}
+        assert by_id["42"]["outcome"] != "error"
+        assert "lone surrogate" in by_id["surrogate-text"]["errors"][0]["message"]
+        assert "lone surrogate" in by_id["items.jsonl:4"]["errors"][0]["message"]
+        for raw in ("\x1b", "\x07", "\u202e"):
+            assert raw not in done.stderr
 
     def test_missing_api_key_is_a_usage_error(self, tmp_path: Path) -> None:
         """Pointing at OpenAI without a key fails fast with exit code 2 and says what to set."""

@@ -267,6 +267,15 @@ class TestInputs:
         assert d.outcome == "error"
         assert "1,048,576 characters" in d.errors[0].message
 
+    def test_lone_surrogate_is_an_input_problem(self, sim: SimServer) -> None:
+        """Text that is not valid Unicode is refused as input, not sent or failed as output."""
+        with moderator(sim.base_url) as mod:
+            d = mod.moderate(ContentItem(id="a", text="a \ud800 b"))
+        assert d.errors[0].kind == "invalid_input"
+        assert "lone surrogate at character 2" in d.errors[0].message
+        assert d.usage.calls == 0
+        assert json.loads(d.model_dump_json())["item_id"] == "a"
+
     def test_control_characters_are_moderated_and_grounded(self, sim: SimServer) -> None:
         """NUL and bidi characters in content do not break the call or the offsets."""
         text = f"\u202e\x00 {VIOLATION}"

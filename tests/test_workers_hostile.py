@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,15 +81,22 @@ def plant_dead_list(fleet: Fleet, name: str, messages: list[bytes]) -> None:
     client.hset(INFLIGHT_REGISTRY, key, f"{key}:alive")
 
 
+@pytest.fixture
+def fleet(make_fleet: FleetFactory) -> Iterator[Fleet]:
+    """A fleet logging at info; its poison is taken out of the db-wide set-aside list after."""
+    built = make_fleet(QUOTEGUARD_LOG_LEVEL="info")
+    yield built
+    client = broker(built)
+    for raw in set_aside(built):
+        client.lrem(UNDECODABLE, 0, raw)
+
+
 def task_body(*args: object, **kwargs: object) -> bytes:
     return json.dumps([list(args), kwargs, {}]).encode()
 
 
-def test_hostile_corpus_and_poison_never_stop_the_fleet(
-    make_fleet: FleetFactory, tmp_path: Path
-) -> None:
+def test_hostile_corpus_and_poison_never_stop_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
     """Every hostile line and task is one Decision, poison is set aside, workers live on."""
-    fleet = make_fleet(QUOTEGUARD_LOG_LEVEL="info")
     ns = fleet.namespace
     # Before any worker starts: poison in the queue and in a dead consumer's list, beside a
     # real task that must still be decided.
