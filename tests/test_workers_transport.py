@@ -22,6 +22,7 @@ import redis
 from kombu import Connection
 
 from tests.fixtures_workers import wait_until
+from tests.hostile import DEEP, deep_brackets
 from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE
 
 pytest_plugins = ["tests.fixtures_workers"]
@@ -178,6 +179,35 @@ def test_undecodable_messages_are_set_aside_not_looped(
     assert sorted(got) == ["after", "before"]
     assert set(admin.lrange(UNDECODABLE, 0, -1)) == {'{"properties": {}}', "not json at all"}
     assert admin.llen("jobs") == 0
+    assert inflight_lists(admin) == {}
+
+
+def test_poison_everywhere_never_stops_a_sweep(admin: redis.Redis[str], redis_port: int) -> None:
+    """Nesting past the recursion limit in a dead consumer's list and in kombu's unacked
+    record is set aside; the real messages beside it are restored and delivered."""
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    deep = deep_brackets(DEEP).decode()
+    put(url, "jobs", {"item": "in the dead list"})
+    admin.lmove("jobs", "unacked_inflight:dead", "RIGHT", "LEFT")
+    admin.lpush("unacked_inflight:dead", deep)
+    admin.hset(INFLIGHT_REGISTRY, "unacked_inflight:dead", "unacked_inflight:dead:alive")
+    put(url, "jobs", {"item": "unacked"})
+    good = json.loads(admin.rpop("jobs") or "")
+    records = {"good": json.dumps([good, "", "jobs"]), "deep": deep, "odd": '["x", 1, 2]'}
+    for tag, record in records.items():
+        admin.hset("unacked", tag, record)
+        admin.zadd("unacked_index", {tag: time.time() - 7200})  # past the visibility timeout
+    with consumer(url) as conn:
+        conn.default_channel.qos.restore_visible()
+        queue = conn.SimpleQueue("jobs")
+        got = []
+        for _ in range(2):
+            message = queue.get(timeout=3)
+            got.append(message.payload["item"])
+            message.ack()
+    assert sorted(got) == ["in the dead list", "unacked"]
+    assert sorted(admin.lrange(UNDECODABLE, 0, -1)) == sorted([deep, deep, '["x", 1, 2]'])
+    assert admin.hlen("unacked") == 0
     assert inflight_lists(admin) == {}
 
 

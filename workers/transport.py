@@ -78,6 +78,36 @@ class QoS(kombu_redis.QoS):
             return_value = super().restore_visible(*args, **kwargs)
         return return_value
 
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        """kombu's, except that a record it cannot decode (written by anyone with access to
+        Redis) is set aside rather than raising in every sweep of every worker."""
+        undecodable: list[int] = []
+
+        def restore_transaction(pipe: Any) -> None:
+            raw = pipe.hget(self.unacked_key, tag)
+            pipe.multi()
+            self._remove_from_indices(tag, pipe)
+            undecodable.clear()  # a WATCH retry starts afresh
+            if not raw:
+                return
+            record = unacked_record(raw)
+            if record is None:
+                pipe.rpush(UNDECODABLE, raw)
+                undecodable.append(len(raw))
+                return
+            message, exchange, routing_key = record
+            self.channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
+
+        with self.channel.conn_or_acquire(client) as conn:
+            conn.transaction(restore_transaction, self.unacked_key)
+        if undecodable:
+            log.error(
+                "message_undeliverable",
+                reason="unacked record not decodable",
+                bytes=undecodable[0],
+                kept_in=UNDECODABLE,
+            )
+
 
 def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
     """Put back the contents of every in-flight list whose alive marker has expired."""
@@ -357,17 +387,35 @@ def _decoded(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
         envelope = _json(raw, ENVELOPE_MAX_DEPTH)
     except _Undecodable as exc:
         return None, f"envelope: {exc}"
+    reason = _envelope_problem(envelope)
+    return (None, reason) if reason is not None else (envelope, None)
+
+
+def unacked_record(raw: bytes) -> tuple[dict[str, Any], str, str] | None:
+    """kombu's unacked record (message, exchange, routing key), or None if it is not one."""
+    try:
+        record = _json(raw, ENVELOPE_MAX_DEPTH + 1)
+    except _Undecodable:
+        return None
+    if not (isinstance(record, list) and len(record) == 3):
+        return None
+    message, exchange, routing_key = record
+    if not (isinstance(exchange, str) and isinstance(routing_key, str)):
+        return None
+    if _envelope_problem(message) is not None:
+        return None
+    return message, exchange, routing_key
+
+
+def _envelope_problem(envelope: Any) -> str | None:
     if not isinstance(envelope, dict) or not isinstance(envelope.get("properties"), dict):
-        return None, "not a kombu message (no properties)"
+        return "not a kombu message (no properties)"
     info = envelope["properties"].get("delivery_info")
     if not isinstance(info, dict) or not isinstance(envelope.get("headers", {}), dict):
-        return None, "not a kombu message (no delivery_info or headers)"
+        return "not a kombu message (no delivery_info or headers)"
     if not all(isinstance(info.get(k), str) for k in ("exchange", "routing_key")):
-        return None, "no exchange or routing key"  # restoring needs both (kombu drops it)
-    reason = _body_problem(envelope)
-    if reason is not None:
-        return None, reason
-    return envelope, None
+        return "no exchange or routing key"  # restoring needs both (kombu drops it)
+    return _body_problem(envelope)
 
 
 #: Nesting a kombu envelope has (headers, properties, delivery info) with room to spare.
