@@ -86,7 +86,7 @@ def submit(
                 counts["refused"] += 1
                 typer.echo(printable(f"{path}:{entry}"), err=True)
                 # The worker turns this into an error Decision that names the problem.
-                yield {"id": entry.item_id, PROBLEM_FIELD: entry.message}
+                yield {"id": entry.item_id, PROBLEM_FIELD: str(entry)}  # as the CLI says it
             else:
                 counts["items"] += 1
                 yield entry.model_dump(mode="json")
