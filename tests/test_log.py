@@ -17,14 +17,13 @@ KEY = "qg-live-7Hc2Lx9QpRt4"
 
 
 @pytest.fixture
-def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[str]]]:
-    """Configure logging in a format, with KEY as the secret; returns stderr's lines."""
+def logs() -> Iterator[Callable[[str], None]]:
+    """Configures logging in a format with KEY as the secret; undoes it after the test."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
 
-    def configure(fmt: str) -> list[str]:
+    def configure(fmt: str) -> None:
         configure_logging("debug", fmt, secrets=[KEY, None, "short"])
-        return []
 
     yield configure
     structlog.reset_defaults()
@@ -34,7 +33,7 @@ def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[st
 
 @pytest.fixture
 def json_logs(
-    logs: Callable[[str], list[str]], capsys: pytest.CaptureFixture[str]
+    logs: Callable[[str], None], capsys: pytest.CaptureFixture[str]
 ) -> pytest.CaptureFixture[str]:
     logs("json")
     return capsys
@@ -110,7 +109,7 @@ class TestThirdPartyLines:
     @pytest.mark.parametrize("name", ["instructor", "openai._base_client", "celery.app.trace"])
     def test_stdlib_lines_are_redacted_and_escaped(
         self,
-        logs: Callable[[str], list[str]],
+        logs: Callable[[str], None],
         capsys: pytest.CaptureFixture[str],
         fmt: str,
         name: str,
@@ -155,3 +154,12 @@ def assert_clean(text: str) -> None:
         assert secret not in text
     for raw in ("\x1b", "\x07", "\u202e"):
         assert raw not in text
+
+
+def test_short_configured_secrets_are_not_searched_for(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    """A configured secret too short to be a key ("short") leaves words containing it alone."""
+    structlog.get_logger().info("llm_response", model="shortlist-model", note="in short")
+    event = json.loads(json_logs.readouterr().err)
+    assert (event["model"], event["note"]) == ("shortlist-model", "in short")
