@@ -263,11 +263,98 @@ def review_release(
 @review_app.command("export")
 def review_export(
     after: Annotated[str, typer.Option("--after", help="Resume after this stream id.")] = "-",
+    golden: Annotated[
+        Path | None,
+        typer.Option(
+            "--golden", dir_okay=False, help="Write a golden set (for eval / calibrate) here."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only items this model flagged (--golden).")
+    ] = None,
 ) -> None:
-    """Every resolution with its Decision and content, as JSON lines (labelled data)."""
+    """Every resolution with its Decision and content, as JSON lines (labelled data).
+
+    With --golden, the reviewers' labels as a golden set instead, one item per content item.
+    """
     queue = _queue()
-    for example in queue.labelled(after):
-        _emit(example)
+    if golden is None:
+        for example in queue.labelled(after):
+            _emit(example)
+        return
+    from workers.review_export import golden_from_reviews  # noqa: PLC0415
+
+    export = golden_from_reviews(queue.labelled(after), model)
+    with golden.open("w", encoding="utf-8") as out:
+        for item in export.items:
+            out.write(item.model_dump_json() + "\n")
+    violations = sum(item.label.violation for item in export.items)
+    typer.echo(
+        f"wrote {len(export.items)} items ({violations} violations) to {golden}"
+        + (f" for model {model}" if model else ""),
+        err=True,
+    )
+    for item_id, why in export.left_out:
+        typer.echo(printable(f"left out {item_id}: {why}"), err=True)
+
+
+@review_app.command("add-user")
+def review_add_user(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[str, typer.Option("--role", help="reviewer | admin")] = "reviewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a reviewer account (or set its password and role); asks for the password."""
+    from pipeline.errors import ConfigError  # noqa: PLC0415
+    from workers.review_web.users import UserStore  # noqa: PLC0415
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = worker_settings()
+    users = UserStore(redis_client(settings.redis_url), settings.namespace)
+    try:
+        created = users.add(name, password, role)  # type: ignore[arg-type]  # checked in add
+    except ConfigError as exc:
+        typer.echo(f"not added: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{'added' if created else 'updated'} {name} ({role})", err=True)
+
+
+@review_app.command("serve")
+def review_serve(
+    host: Annotated[str | None, typer.Option("--host", help="Default 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default 8090.")] = None,
+    policies: Annotated[
+        Path | None, typer.Option("--policies", help="Policy folder (rule texts shown).")
+    ] = None,
+) -> None:
+    """The reviewers' web app on the review queue (put a TLS proxy in front of it)."""
+    _configure_logging()
+    # Imported here: the web stack is only needed by this command.
+    import uvicorn  # noqa: PLC0415
+
+    from pipeline.policies import load_policies  # noqa: PLC0415
+    from workers.review_web import create_app  # noqa: PLC0415
+    from workers.review_web.app import session_secret  # noqa: PLC0415
+    from workers.review_web.config import ReviewWebSettings  # noqa: PLC0415
+    from workers.review_web.users import UserStore  # noqa: PLC0415
+
+    web = ReviewWebSettings()
+    settings = worker_settings()
+    client = redis_client(settings.redis_url)
+    queue = ReviewQueue(client, settings.namespace, lease_s=web.lease_s)
+    app = create_app(
+        queue,
+        UserStore(client, settings.namespace),
+        load_policies(policies or load_settings().policies_dir),
+        web,
+        session_secret(client, settings.namespace, web),
+    )
+    uvicorn.run(app, host=host or web.host, port=port or web.port, log_level="warning")
 
 
 register(app)  # `python -m workers.cli` has the same commands as `quoteguard`

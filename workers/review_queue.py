@@ -7,6 +7,11 @@ person. This module is the storage and Python API that a review UI puts a face o
     {ns}:review:leases         sorted set: decision key -> lease expiry (ms, Redis clock)
     {ns}:review:entry:{key}    hash: decision, item, priority, state, lease, resolution
     {ns}:review:labels         stream: every resolution with its decision and item
+    {ns}:review:audit          stream: escalations (resolutions are on the labels stream)
+
+Dual review: a resolution may ask for a second, independent one. The same Decision and item
+are queued again under `{key}#2`, excluded for the first reviewer, so agreement between two
+people can be measured (`workers.review_web.agreement`).
 
 Every state change is one Lua script, so two reviewers can never claim the same item and a
 resolution is written at most once. Times come from the Redis server clock (`TIME`), so
@@ -40,6 +45,13 @@ log = structlog.get_logger("quoteguard.workers")
 
 #: Outcomes that wait for a person.
 REVIEW_OUTCOMES = frozenset({"human_review", "error"})
+#: Appended to a Decision key for its second, independent review.
+SECOND_REVIEW = "#2"
+#: Queued entries a claim looks through for one its reviewer may take (a second review is
+#: never given to the first reviewer); a reviewer facing more of their own is told "none".
+CLAIM_SCAN = 200
+#: Where an escalated entry goes: the top of the queue.
+ESCALATION_PRIORITY = 100
 
 #: Lua shared by the scripts here and by the publish script in `workers.results`.
 #: Order: higher priority first, then first come first served. 1e13 ms is ~300 years, so the
@@ -76,19 +88,26 @@ local function requeue_expired(leases_key, queue_key, entry_prefix, at)
 end
 """
 
-# KEYS: queue, leases, labels | ARGV: entry prefix, then per script.
+# KEYS: queue, leases, labels, audit | ARGV: entry prefix, then per script.
 _CLAIM = """
 local at = now_ms()
 requeue_expired(KEYS[2], KEYS[1], ARGV[1], at)
 local reviewer, token, lease_ms, wanted = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local key
 if wanted ~= '' then
+  if redis.call('HGET', ARGV[1] .. wanted, 'exclude') == reviewer then return false end
   if redis.call('ZREM', KEYS[1], wanted) == 0 then return false end
   key = wanted
 else
-  local popped = redis.call('ZPOPMIN', KEYS[1])
-  if #popped == 0 then return false end
-  key = popped[1]
+  -- The first entry this reviewer may take: a second review is never its first reviewer's.
+  for _, candidate in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[6]) - 1)) do
+    if redis.call('HGET', ARGV[1] .. candidate, 'exclude') ~= reviewer then
+      key = candidate
+      break
+    end
+  end
+  if not key then return false end
+  redis.call('ZREM', KEYS[1], key)
 end
 local entry = ARGV[1] .. key
 local expires = string.format('%.0f', at + lease_ms)
@@ -138,24 +157,51 @@ return 1
 
 _RESOLVE = """
 local at = now_ms()
-local key, token, label = ARGV[2], ARGV[3], ARGV[4]
+local key, token, label, second = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local entry = ARGV[1] .. key
 local problem = check_lease(entry, token, at)
 if problem then return redis.error_reply(problem) end
 local reviewer = redis.call('HGET', entry, 'reviewer')
 local resolved_at = string.format('%.0f', at)
+local decision, item = redis.call('HGET', entry, 'decision'), redis.call('HGET', entry, 'item')
 redis.call('ZREM', KEYS[2], key)
 redis.call('HSET', entry, 'state', 'resolved', 'resolution', label, 'resolved_by', reviewer,
   'resolved_at', resolved_at)
 redis.call('HDEL', entry, 'lease_token', 'lease_expires')
 redis.call('XADD', KEYS[3], '*', 'key', key, 'reviewer', reviewer, 'resolved_at', resolved_at,
-  'label', label, 'decision', redis.call('HGET', entry, 'decision'),
-  'item', redis.call('HGET', entry, 'item'))
+  'label', label, 'decision', decision, 'item', item)
+if second ~= '' then
+  local second_entry = ARGV[1] .. second
+  if review_enqueue(second_entry, KEYS[1], second, decision, item,
+      redis.call('HGET', entry, 'priority'), at) == 1 then
+    redis.call('HSET', second_entry, 'exclude', reviewer, 'second_of', key)
+  end
+end
 return {reviewer, resolved_at}
 """
 
+_ESCALATE = """
+local at = now_ms()
+local key, token, note, priority = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local entry = ARGV[1] .. key
+local problem = check_lease(entry, token, at)
+if problem then return redis.error_reply(problem) end
+local reviewer = redis.call('HGET', entry, 'reviewer')
+priority = math.max(priority, tonumber(redis.call('HGET', entry, 'priority')))
+local score = string.format('%.0f',
+  (100 - priority) * 1e13 + tonumber(redis.call('HGET', entry, 'enqueued_at')))
+redis.call('ZREM', KEYS[2], key)
+redis.call('HSET', entry, 'state', 'queued', 'priority', priority, 'score', score,
+  'escalated_by', reviewer, 'escalation_note', note, 'escalated_at', string.format('%.0f', at))
+redis.call('HDEL', entry, 'lease_token', 'reviewer', 'lease_expires')
+redis.call('ZADD', KEYS[1], score, key)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'event', 'escalated', 'key', key,
+  'reviewer', reviewer, 'at', string.format('%.0f', at), 'note', note)
+return 1
+"""
+
 _ENQUEUE = """
-return review_enqueue(KEYS[4], KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())
+return review_enqueue(KEYS[5], KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms())
 """
 
 _SWEEP = """
@@ -212,6 +258,11 @@ class ReviewEntry(BaseModel):
     reviewer: str | None = None
     lease_expires: datetime | None = None
     resolution: Resolution | None = None
+    escalated_by: str | None = None
+    escalation_note: str = ""
+    second_of: str | None = Field(
+        default=None, description="For a second review: the key of the first one."
+    )
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> ReviewEntry:
@@ -230,6 +281,9 @@ class ReviewEntry(BaseModel):
             )
             if "resolution" in fields
             else None,
+            escalated_by=fields.get("escalated_by"),
+            escalation_note=fields.get("escalation_note", ""),
+            second_of=fields.get("second_of"),
         )
 
 
@@ -241,6 +295,11 @@ class Label(BaseModel):
     violation: bool
     rule_ids: list[str] = Field(default_factory=list, description="Rules the content breaks.")
     note: str = ""
+
+    @property
+    def answer(self) -> str:
+        """What two labels must share to agree: no violation, or the same set of rules."""
+        return ",".join(sorted(set(self.rule_ids))) if self.violation else "no violation"
 
     @model_validator(mode="after")
     def _rules_name_the_violation(self) -> Label:
@@ -288,6 +347,26 @@ class QueueSize(BaseModel):
     claimed: int
 
 
+class PriorityBand(BaseModel):
+    """The queued entries of one priority: how many, and since when the oldest waits."""
+
+    priority: int
+    queued: int
+    oldest_enqueued_at: datetime
+
+
+class Escalation(BaseModel):
+    """A reviewer handed an entry back for someone more senior, with why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stream_id: str
+    key: str
+    reviewer: str
+    at: datetime
+    note: str
+
+
 ReviewEntry.model_rebuild()
 
 
@@ -300,17 +379,19 @@ class ReviewQueue:
         self.queue_key = f"{namespace}:review:queue"
         self.leases_key = f"{namespace}:review:leases"
         self.labels_key = f"{namespace}:review:labels"
+        self.audit_key = f"{namespace}:review:audit"
         self.entry_prefix = f"{namespace}:review:entry:"
         self._claim = client.register_script(LUA_LIB + _CLAIM)
         self._extend = client.register_script(LUA_LIB + _CHECK_LEASE + _EXTEND)
         self._release = client.register_script(LUA_LIB + _CHECK_LEASE + _RELEASE)
         self._resolve = client.register_script(LUA_LIB + _CHECK_LEASE + _RESOLVE)
+        self._escalate = client.register_script(LUA_LIB + _CHECK_LEASE + _ESCALATE)
         self._enqueue = client.register_script(LUA_LIB + _ENQUEUE)
         self._sweep = client.register_script(LUA_LIB + _SWEEP)
 
     @property
     def _keys(self) -> list[str]:
-        return [self.queue_key, self.leases_key, self.labels_key]
+        return [self.queue_key, self.leases_key, self.labels_key, self.audit_key]
 
     def entry_key(self, key: str) -> str:
         return self.entry_prefix + key
@@ -347,7 +428,14 @@ class ReviewQueue:
         token = secrets.token_urlsafe(16)
         raw = self._claim(
             keys=self._keys,
-            args=[self.entry_prefix, reviewer, token, (lease_s or self.lease_s) * 1000, key or ""],
+            args=[
+                self.entry_prefix,
+                reviewer,
+                token,
+                (lease_s or self.lease_s) * 1000,
+                key or "",
+                CLAIM_SCAN,
+            ],
         )
         if not raw:
             return None
@@ -367,17 +455,34 @@ class ReviewQueue:
         log.info("review_released", key=key)
 
     def resolve(
-        self, key: str, token: str, *, violation: bool, rule_ids: list[str], note: str = ""
+        self,
+        key: str,
+        token: str,
+        *,
+        violation: bool,
+        rule_ids: list[str],
+        note: str = "",
+        second_review: bool = False,
     ) -> Resolution:
-        """Record the reviewer's label once, stamped with who held the lease and when."""
+        """Record the reviewer's label once, stamped with who held the lease and when.
+
+        `second_review` queues the same item for an independent review by someone else
+        (ignored for an entry that is itself a second review).
+        """
         label = Label(violation=violation, rule_ids=rule_ids, note=note)
-        reply = self._run(self._resolve, key, token, label.model_dump_json())
+        second = key + SECOND_REVIEW if second_review and not is_second_review(key) else ""
+        reply = self._run(self._resolve, key, token, label.model_dump_json(), second)
         reviewer, resolved_at = (_text(v) for v in reply)
         resolution = Resolution(
             **label.model_dump(), reviewer=reviewer, resolved_at=_ms_to_dt(resolved_at)
         )
         log.info("review_resolved", key=key, reviewer=resolution.reviewer, violation=violation)
         return resolution
+
+    def escalate(self, key: str, token: str, *, note: str = "") -> None:
+        """Hand the entry back at the top of the queue, marked escalated with the note."""
+        self._run(self._escalate, key, token, note, ESCALATION_PRIORITY)
+        log.info("review_escalated", key=key)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -404,6 +509,47 @@ class ReviewQueue:
             queued, claimed = pipe.execute()
         return QueueSize(queued=queued, claimed=claimed)
 
+    def bands(self) -> list[PriorityBand]:
+        """Queued entries per priority, most urgent first, each with its oldest wait."""
+        self.requeue_expired()
+        # The score is (100 - priority) * 1e13 + enqueued ms: a band is a score range.
+        ranges = [((100 - p) * 10**13, (101 - p) * 10**13 - 1) for p in range(100, -1, -1)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for low, high in ranges:
+                pipe.zcount(self.queue_key, low, high)
+            counts = pipe.execute()
+        bands = []
+        for (low, high), count in zip(ranges, counts, strict=True):
+            if count:
+                oldest = self.redis.zrangebyscore(self.queue_key, low, high, 0, 1, withscores=True)
+                enqueued = int(oldest[0][1]) - low
+                bands.append(
+                    PriorityBand(
+                        priority=100 - low // 10**13,
+                        queued=count,
+                        oldest_enqueued_at=_ms_to_dt(enqueued),
+                    )
+                )
+        return bands
+
+    def now(self) -> datetime:
+        """The Redis server's clock, which leases and waits are measured by."""
+        seconds, micros = self.redis.time()
+        return datetime.fromtimestamp(seconds + micros / 1e6, tz=UTC)
+
+    def escalations(self, count: int = 200) -> list[Escalation]:
+        """The most recent escalations, newest first."""
+        return [
+            Escalation(
+                stream_id=_text(entry_id),
+                key=(f := _decoded(fields))["key"],
+                reviewer=f["reviewer"],
+                at=_ms_to_dt(f["at"]),
+                note=f.get("note", ""),
+            )
+            for entry_id, fields in self.redis.xrevrange(self.audit_key, count=count)
+        ]
+
     def requeue_expired(self) -> int:
         """Return entries whose lease ran out to the queue; the count of expired leases."""
         return int(self._sweep(keys=self._keys, args=[self.entry_prefix]))
@@ -417,17 +563,14 @@ class ReviewQueue:
         while True:
             batch = self.redis.xrange(self.labels_key, start, "+", count=count or 500)
             for entry_id, fields in batch:
-                f = _decoded(fields)
-                yield LabelledExample(
-                    stream_id=_text(entry_id),
-                    key=f["key"],
-                    resolution=Resolution.from_stored(f["label"], f["reviewer"], f["resolved_at"]),
-                    decision=Decision.model_validate_json(f["decision"]),
-                    item=ContentItem.model_validate_json(f["item"]),
-                )
+                yield _labelled(entry_id, fields)
                 start = f"({_text(entry_id)}"
             if count is not None or not batch:
                 return
+
+    def recent(self, count: int = 100) -> list[LabelledExample]:
+        """The latest resolutions, newest first (the audit trail's first page)."""
+        return [_labelled(i, f) for i, f in self.redis.xrevrange(self.labels_key, count=count)]
 
     def _run(self, script: Script, key: str, *args: str | int) -> Any:
         try:
@@ -437,6 +580,28 @@ class ReviewQueue:
             if error is None:
                 raise
             raise error(f"{key}: {exc}") from exc
+
+
+def _labelled(
+    entry_id: bytes | str, fields: dict[bytes, bytes] | dict[str, str]
+) -> LabelledExample:
+    f = _decoded(fields)
+    return LabelledExample(
+        stream_id=_text(entry_id),
+        key=f["key"],
+        resolution=Resolution.from_stored(f["label"], f["reviewer"], f["resolved_at"]),
+        decision=Decision.model_validate_json(f["decision"]),
+        item=ContentItem.model_validate_json(f["item"]),
+    )
+
+
+def is_second_review(key: str) -> bool:
+    return key.endswith(SECOND_REVIEW)
+
+
+def first_review_key(key: str) -> str:
+    """The Decision key a (first or second) review entry belongs to."""
+    return key.removesuffix(SECOND_REVIEW)
 
 
 def _text(value: bytes | str) -> str:

@@ -1,0 +1,13 @@
+"""The reviewer triage web app on the review queue (`quoteguard review serve`).
+
+Server-rendered pages (Starlette, Jinja2 with autoescape), one small script file for
+keyboard shortcuts, the lease heartbeat and revealing obscured content. Content is hostile by
+nature: it is rendered as text only, highlights are built by splitting it at offsets
+(`highlight`), and a strict CSP allows no script but ours (`security`).
+"""
+
+from __future__ import annotations
+
+from workers.review_web.app import create_app
+
+__all__ = ["create_app"]
