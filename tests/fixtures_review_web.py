@@ -8,11 +8,14 @@ import the helpers too, so this module is not assertion-rewritten: PYTEST_DONT_R
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,7 @@ from workers.review_web import create_app
 from workers.review_web.config import ReviewWebSettings
 from workers.review_web.users import UserStore
 
+ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -168,3 +172,60 @@ class LiveServer:
 def live_server(web_app: Starlette) -> Iterator[LiveServer]:
     with LiveServer(web_app) as server:
         yield server
+
+
+# ----------------------------------------------------------------------------- hostile content
+
+DATA = Path(os.environ.get("QUOTEGUARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def hatecheck_cases(language: str, n: int) -> list[str]:
+    """The first `n` hateful test cases of Multilingual HateCheck for a language."""
+    with (DATA / "multilingual_hatecheck" / f"{language}.csv").open(encoding="utf-8") as f:
+        rows = [r["test_case"] for r in csv.DictReader(f) if r["label_gold"] == "hateful"]
+    return rows[:n]
+
+
+def xss_corpus(canary: str) -> list[str]:
+    """Markup and script that must show as text; any request to `canary` means it acted."""
+    return [
+        "<script>window.__xss = 1; alert('script')</script>",
+        f'<script src="{canary}/script.js"></script>',
+        f"<img src={canary}/img.png onerror=\"window.__xss=2;alert('img')\">",
+        "<svg onload=alert('svg')><circle r=1 /></svg>",
+        "<a href=\"javascript:alert('href')\">click me</a> javascript:alert(1)",
+        f'<iframe src="{canary}/frame"></iframe>',
+        f'<link rel=stylesheet href="{canary}/style.css">',
+        f"<style>@import url({canary}/i.css)</style>",
+        f'<meta http-equiv="refresh" content="0;url={canary}/refresh">',
+        f'<base href="{canary}/">',
+        "</textarea><textarea>broken <b unclosed <i>tags</div></mark>",
+        "<mark class=q-strong>fake highlight</mark> &lt;already escaped&gt; &amp;",
+        "{{ 7*7 }} ${alert(1)} {% raw %}",
+        '"><script>alert("attr")</script><div title="',
+        "RTL override: \u202eevil.exe\u202c and isolate \u2067txt\u2069 and embed \u202btext\u202c",
+        "zero\u200bwidth\u200djoiner\ufeffbom and soft\u00adhyphen",
+        "x" * 3000,
+    ]
+
+
+def hostile_item(canary: str, policies: PolicySet) -> tuple[Decision, ContentItem]:
+    """Arabic, Mandarin and an XSS corpus in one item, with quotes grounded in each part."""
+    arabic = hatecheck_cases("arabic", 3)
+    mandarin = hatecheck_cases("mandarin", 3)
+    text = "\n".join([*arabic, *mandarin, *xss_corpus(canary)])
+    return make_flagged(
+        "hostile-<b>1</b>\u202e",
+        text,
+        [
+            ("HATE.1", [arabic[0], mandarin[1]]),
+            ("HARASSMENT.1", ["<script>window.__xss = 1; alert('script')</script>"]),
+            # fuzzy (a copying slip), across a bidi override: weaker, at the right characters
+            ("HARASSMENT.2", ["RTL overide: \u202eevil.exe\u202c and isolate"]),
+            # normalised: the zero-width characters left out; verbatim-strength
+            ("VIOLENCE.1", ["zerowidthjoinerbom and soft"]),
+            ("MADE_UP.7", ["this quote is nowhere in the content"]),
+        ],
+        policies=policies,
+        reasons=["hallucinated_rule:MADE_UP.7", "invalid_beside_valid", "no_calibration_profile"],
+    )
