@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from playwright.sync_api import Browser, Page, sync_playwright
 from typer.testing import CliRunner
 
@@ -302,9 +303,11 @@ class TestCalibrationLoop:
 def cli(*args: str, env: dict[str, str]) -> Any:
     """A `quoteguard` command in this process, with worker settings read afresh."""
     worker_settings.cache_clear()
+    logging_config = structlog.get_config()  # the commands configure logging: put it back
     try:
         return CliRunner().invoke(app, list(args), env=env)
     finally:
+        structlog.configure(**logging_config)
         worker_settings.cache_clear()
 
 
