@@ -59,7 +59,13 @@ class TestSegments:
 
     @pytest.mark.parametrize(
         ("char", "codepoint"),
-        [("\u202e", "U+202E"), ("\u200b", "U+200B"), ("\x1b", "U+001B"), ("\u2066", "U+2066")],
+        [
+            ("\u202e", "U+202E"),
+            ("\u200b", "U+200B"),
+            ("\x1b", "U+001B"),
+            ("\u2066", "U+2066"),
+            ("\U000e0041", "U+E0041"),  # a tag character, outside the BMP
+        ],
     )
     def test_invisible_characters_stand_alone(self, char: str, codepoint: str) -> None:
         """Bidi overrides, zero-width and control characters get a segment (and badge) each."""
