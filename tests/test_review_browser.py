@@ -30,6 +30,7 @@ from tests.fixtures_review_web import PASSWORD, LiveServer, hostile_item, make_f
 from tests.test_pipeline_e2e import moderator
 from workers.results import Results
 from workers.review_queue import ReviewQueue
+from workers.review_web.config import ReviewWebSettings
 from workers.settings import worker_settings
 
 pytest_plugins = ["tests.fixtures_workers", "tests.fixtures_review_web"]
@@ -212,6 +213,37 @@ class TestReviewing:
             page.wait_for_url(ui.url + "/item")
             held.add(page.inner_text("h1 code"))
         assert held == {"a", "b"}
+
+
+class TestLease:
+    @pytest.fixture
+    def web_settings(self) -> ReviewWebSettings:
+        return ReviewWebSettings(lease_s=2, dual_review_share=0.0)
+
+    def test_open_page_keeps_its_claim(self, ui: UI) -> None:
+        """The open item page renews its 2 s lease: after 3 s nobody else can take the item
+        and the decision is recorded."""
+        put(ui.queue, "a")
+        page = ui.signed_in("rita")
+        page.keyboard.press("n")
+        page.wait_for_url(ui.url + "/item")
+        page.wait_for_timeout(3000)
+        assert ui.queue.claim("ravi") is None
+        page.keyboard.press("r")
+        with page.expect_navigation():
+            page.keyboard.press("s")
+        assert [x.resolution.reviewer for x in ui.queue.labelled()] == ["rita"]
+
+    def test_lost_claim_is_shown(self, ui: UI) -> None:
+        """When the claim is lost anyway (here: given back behind the page's back), the page
+        says so at its next heartbeat."""
+        put(ui.queue, "a")
+        page = ui.signed_in("rita")
+        page.keyboard.press("n")
+        page.wait_for_url(ui.url + "/item")
+        [entry] = ui.queue.claimed()
+        ui.queue.redis.hset(ui.queue.entry_key(entry.key), "lease_token", "stolen")
+        page.wait_for_selector("#lease-lost", state="visible", timeout=5000)
 
 
 class TestHostileContent:
