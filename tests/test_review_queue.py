@@ -211,3 +211,59 @@ class TestResolutions:
         assert examples[1].decision.item_id == "i1"
         assert examples[1].item.text == "text of i1"
         assert [e.resolution.reviewer for e in examples] == ["r0", "r1", "r2"]
+
+
+class TestSecondReviewAndEscalation:
+    def test_second_review_skips_its_first_reviewer(self, queue: ReviewQueue) -> None:
+        """A second review waits for someone else: its first reviewer gets the next entry."""
+        first = put(queue, "a", 90)
+        put(queue, "b", 10)
+        claim = queue.claim("r1")
+        assert claim is not None
+        queue.resolve(first, claim.token, violation=False, rule_ids=[], second_review=True)
+        mine = queue.claim("r1")
+        assert mine is not None
+        assert mine.entry.item.id == "b"
+        theirs = queue.claim("r2")
+        assert theirs is not None
+        assert theirs.entry.second_of == first
+        assert queue.claim("r1", key=theirs.entry.key) is None
+
+    def test_second_review_is_not_reviewed_a_third_time(self, queue: ReviewQueue) -> None:
+        """Asking a second review for a second review queues nothing more."""
+        key = put(queue, "a")
+        claim = queue.claim("r1")
+        assert claim is not None
+        queue.resolve(key, claim.token, violation=False, rule_ids=[], second_review=True)
+        second = queue.claim("r2")
+        assert second is not None
+        queue.resolve(
+            second.entry.key, second.token, violation=False, rule_ids=[], second_review=True
+        )
+        assert queue.size().queued == 0
+
+    def test_escalation_goes_to_the_top(self, queue: ReviewQueue) -> None:
+        """An escalated entry is queued first, keeps its history, and is on the audit stream."""
+        put(queue, "urgent", 90)
+        key = put(queue, "low", 10)
+        claim = queue.claim("r1", key=key)
+        assert claim is not None
+        queue.escalate(key, claim.token, note="legal")
+        nxt = queue.claim("r2")
+        assert nxt is not None
+        assert (nxt.entry.item.id, nxt.entry.priority, nxt.entry.escalated_by) == ("low", 100, "r1")
+        assert [e.note for e in queue.escalations()] == ["legal"]
+
+
+class TestBands:
+    def test_depth_and_oldest_per_priority(self, queue: ReviewQueue) -> None:
+        """bands() counts queued entries per priority, most urgent first, with the oldest wait."""
+        put(queue, "a", 10)
+        put(queue, "b", 80)
+        time.sleep(0.01)
+        put(queue, "c", 80)
+        bands = queue.bands()
+        assert [(b.priority, b.queued) for b in bands] == [(80, 2), (10, 1)]
+        b = queue.get(make_decision("b", priority=80).key)
+        assert b is not None
+        assert bands[0].oldest_enqueued_at == b.enqueued_at

@@ -23,7 +23,8 @@ import redis
 import structlog
 
 from pipeline.models import ContentItem, Decision
-from workers.review_queue import LUA_LIB, REVIEW_OUTCOMES, ReviewQueue
+from workers.review_queue import REVIEW_OUTCOMES, ReviewQueue
+from workers.review_scripts import LUA_LIB
 
 log = structlog.get_logger("quoteguard.workers")
 
