@@ -25,7 +25,7 @@ from workers.review_queue import (
 from workers.review_web.agreement import agreement_by_version, throughput
 from workers.review_web.state import AppState
 from workers.review_web.users import User
-from workers.review_web.views import item_view
+from workers.review_web.views import confirmable_rules, item_view
 
 ACTIONS = ("confirm", "reject", "rule", "escalate")
 MAX_NOTE = 2000
@@ -177,12 +177,12 @@ async def decide(request: Request) -> Response:
     if entry is None:
         request.session.pop("lease", None)
         return _back(request, "/", "That item no longer exists.")
-    view = item_view(entry, state.policies)
     try:
         if action == "escalate":
             await run_in_threadpool(state.queue.escalate, lease["key"], lease["token"], note=note)
         else:
-            label = _label(action, view.confirmable, str(form.get("rule_id", "")), state)
+            confirmable = confirmable_rules(entry.decision, state.policies)
+            label = _label(action, confirmable, str(form.get("rule_id", "")), state)
             if isinstance(label, str):
                 return _back(request, "/item", label)
             violation, rule_ids = label

@@ -97,14 +97,16 @@ class UserStore:
 
         Callers check `locked_for_s` first and do not call this while it is positive.
         """
-        stored = self.redis.hget(self.prefix + name, "password") if USER_NAME.match(name) else None
+        valid_name = USER_NAME.match(name) is not None
+        stored = self.redis.hget(self.prefix + name, "password") if valid_name else None
         try:
             ok = self.hasher.verify(stored or self._decoy, password) and stored is not None
         except (VerificationError, InvalidHashError):
             ok = False
         user = self.get(name) if ok else None
         if user is None:
-            self._failed(name)
+            if valid_name:  # a name no account can have leaves no counter behind
+                self._failed(name)
             return None
         self.redis.delete(self.fails_prefix + name, self.lock_prefix + name)
         return user

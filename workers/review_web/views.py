@@ -84,6 +84,7 @@ class ItemView:
     reasons: list[str]
     profile: str
     policy_note: str | None
+    policies: PolicySet
 
     @property
     def decision(self) -> Decision:
@@ -91,14 +92,14 @@ class ItemView:
 
     @property
     def confirmable(self) -> list[str]:
-        """Rules "confirm" labels the item with: those of violations citing a real rule."""
-        return list(
-            dict.fromkeys(
-                f.finding.rule_id
-                for f in self.findings
-                if f.finding.verdict and f.rule_text is not None
-            )
-        )
+        return confirmable_rules(self.decision, self.policies)
+
+
+def confirmable_rules(decision: Decision, policies: PolicySet) -> list[str]:
+    """Rules "confirm" labels the item with: those of the violations citing a real rule."""
+    return list(
+        dict.fromkeys(f.rule_id for f in decision.findings if f.verdict and f.rule_id in policies)
+    )
 
 
 def item_view(entry: ReviewEntry, policies: PolicySet) -> ItemView:
@@ -150,4 +151,5 @@ def item_view(entry: ReviewEntry, policies: PolicySet) -> ItemView:
         reasons=[reason_text(r) for r in decision.reasons],
         profile=profile,
         policy_note=policy_note,
+        policies=policies,
     )
