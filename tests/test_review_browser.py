@@ -31,6 +31,7 @@ from tests.test_pipeline_e2e import moderator
 from workers.results import Results
 from workers.review_queue import ReviewQueue
 from workers.review_web.config import ReviewWebSettings
+from workers.review_web.users import UserStore
 from workers.settings import worker_settings
 
 pytest_plugins = ["tests.fixtures_workers", "tests.fixtures_review_web"]
@@ -200,6 +201,18 @@ class TestReviewing:
         page.wait_for_url(ui.url + "/")
         [escalation] = ui.queue.escalations()
         assert escalation.note == "crn sure"
+
+    def test_obscured_until_revealed(self, ui: UI, users: UserStore) -> None:
+        """A reviewer who asked for it sees content blurred until pressing v."""
+        put(ui.queue, "a")
+        users.set_blur("rita", True)
+        page = ui.signed_in("rita")
+        page.keyboard.press("n")
+        page.wait_for_url(ui.url + "/item")
+        blur = "() => getComputedStyle(document.getElementById('content')).filter"
+        assert page.evaluate(blur).startswith("blur(")
+        page.keyboard.press("v")
+        assert page.evaluate(blur) == "none"
 
     def test_two_browsers_never_hold_the_same_item(self, ui: UI) -> None:
         """Two reviewers in two browser contexts taking at once get different items."""

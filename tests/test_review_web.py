@@ -36,6 +36,8 @@ def decide(client: TestClient, action: str, **data: str) -> object:
     page = client.get("/item")
     assert page.status_code == 200, page.text
     key = page.text.split('name="key" value="', 1)[1].split('"', 1)[0]
+    if action == "confirm":  # what the page ticks: every finding citing a real rule
+        data.setdefault("confirm_rule", "HARASSMENT.1")
     return post(client, "/item/decide", key=_unescape(key), action=action, **data)
 
 
@@ -300,6 +302,35 @@ class TestDecide:
         assert label.resolution.reviewer == "rita"
         assert label.resolution.note == "clear insult"
         assert web_queue.size().queued == web_queue.size().claimed == 0
+
+    def test_confirm_one_finding_of_two(
+        self, client_for: Clients, web_queue: ReviewQueue, policies: PolicySet
+    ) -> None:
+        """Confirming with one finding ticked labels the item with that finding's rule only."""
+        decision, item = make_flagged(
+            "a", TEXT, [("HARASSMENT.1", ["worthless idiot"]), ("HATE.1", ["everyone"])],
+            policies=policies,
+        )  # fmt: skip
+        web_queue.enqueue(decision, item)
+        client = client_for("rita")
+        post(client, "/next")
+        page = client.get("/item").text
+        assert 'name="confirm_rule" value="HARASSMENT.1" checked' in page
+        assert 'name="confirm_rule" value="HATE.1" checked' in page
+        decide(client, "confirm", confirm_rule="HATE.1")
+        [label] = list(web_queue.labelled())
+        assert label.resolution.rule_ids == ["HATE.1"]
+
+    def test_confirm_nothing_ticked_refused(
+        self, client_for: Clients, web_queue: ReviewQueue
+    ) -> None:
+        """Confirm with no finding ticked records nothing and says why."""
+        put(web_queue, "a")
+        client = client_for("rita")
+        post(client, "/next")
+        assert decide(client, "confirm", confirm_rule="").headers["location"] == "/item"
+        assert "Nothing confirmed" in client.get("/item").text
+        assert list(web_queue.labelled()) == []
 
     def test_reject(self, client_for: Clients, web_queue: ReviewQueue) -> None:
         """Reject labels the item as no violation."""

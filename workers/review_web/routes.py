@@ -181,8 +181,11 @@ async def decide(request: Request) -> Response:
         if action == "escalate":
             await run_in_threadpool(state.queue.escalate, lease["key"], lease["token"], note=note)
         else:
-            confirmable = confirmable_rules(entry.decision, state.policies)
-            label = _label(action, confirmable, str(form.get("rule_id", "")), state)
+            ticked = {str(r) for r in form.getlist("confirm_rule")}
+            confirmed = [
+                r for r in confirmable_rules(entry.decision, state.policies) if r in ticked
+            ]
+            label = _label(action, confirmed, str(form.get("rule_id", "")), state)
             if isinstance(label, str):
                 return _back(request, "/item", label)
             violation, rule_ids = label
@@ -206,13 +209,13 @@ async def decide(request: Request) -> Response:
 
 
 def _label(
-    action: str, confirmable: list[str], rule_id: str, state: AppState
+    action: str, confirmed: list[str], rule_id: str, state: AppState
 ) -> tuple[bool, list[str]] | str:
     """The label an action gives, or what is wrong with the form."""
     if action == "confirm":
-        if not confirmable:
-            return "Nothing to confirm: no finding cites a real rule. Change the rule instead."
-        return True, confirmable
+        if not confirmed:
+            return "Nothing confirmed: tick a finding citing a real rule, or change the rule."
+        return True, confirmed
     if action == "reject":
         return False, []
     if action == "rule":
