@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
+from pipeline.models import ContentItem, Decision
 from pipeline.policies import PolicySet
 from tests.fixtures_review_web import PASSWORD, csrf_of, make_flagged, sign_in
 from workers.review_queue import ReviewQueue
@@ -399,6 +400,54 @@ class TestDecide:
         assert 'class="obscured"' not in client.get("/item").text
 
 
+class TestBadInput:
+    def test_unknown_action_refused(self, client_for: Clients, web_queue: ReviewQueue) -> None:
+        """A decision with no known action records nothing and names the choices."""
+        put(web_queue, "a")
+        client = client_for("rita")
+        post(client, "/next")
+        assert decide(client, "delete-everything").headers["location"] == "/item"
+        assert "Choose an action: confirm, reject, rule, escalate" in client.get("/item").text
+        assert list(web_queue.labelled()) == []
+
+    def test_stale_page_refused(self, client_for: Clients, web_queue: ReviewQueue) -> None:
+        """A form for an item the reviewer no longer holds records nothing."""
+        put(web_queue, "a")
+        client = client_for("rita")
+        post(client, "/next")
+        assert post(client, "/item/decide", key="another", action="reject").status_code == 303
+        assert "no longer hold" in client.get("/").text
+        assert list(web_queue.labelled()) == []
+
+    def test_oversized_body_refused(self, client_for: Clients) -> None:
+        """A request body past the form limit is refused before it is read whole."""
+        client = client_for("rita")
+        token = csrf_of(client, "/")
+        response = client.post("/settings", data={"csrf": token, "note": "x" * 70_000})
+        assert response.status_code == 413
+
+    def test_error_decision_shown(self, client_for: Clients, web_queue: ReviewQueue) -> None:
+        """An item the pipeline failed on shows why, in words, with the error."""
+        decision = Decision.model_validate(
+            {
+                "item_id": "e",
+                "outcome": "error",
+                "review_priority": 90,
+                "reasons": ["pipeline_error"],
+                "model": "m",
+                "policy_version": "pv1",
+                "errors": [{"kind": "transient", "message": "<b>503</b> upstream", "stage": "llm"}],
+            }
+        )
+        web_queue.enqueue(decision, ContentItem(id="e", text="text"))
+        client = client_for("rita")
+        post(client, "/next")
+        page = client.get("/item").text
+        assert "The pipeline failed on this item" in page
+        assert "llm: transient: &lt;b&gt;503&lt;/b&gt; upstream" in page
+        assert "The model reported no finding." in page
+
+
 class TestDualReview:
     @pytest.fixture
     def web_settings(self) -> ReviewWebSettings:
@@ -446,10 +495,10 @@ class TestAdmin:
         put(web_queue, "a")
         rita = client_for("rita")
         post(rita, "/next")
-        decide(rita, "confirm", note="seen")
+        decide(rita, "confirm", note="seen <i>")
         table = client_for("ada").get("/admin").text.split('<table id="audit">', 1)[1]
         row = table.split("</tr>", 2)[1]
-        for text in ("rita", "HARASSMENT.1", "sim-model / sim-model-2026-01", "pv1", "seen"):
+        for text in ("rita", "HARASSMENT.1", "sim-model / sim-model-2026-01", "pv1", "&lt;i&gt;"):
             assert text in row
 
     def test_throughput(self, client_for: Clients, web_queue: ReviewQueue) -> None:
