@@ -272,6 +272,8 @@ class TestHostileContent:
         requests: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.on("request", lambda r: requests.append(r.url))
+        errors: list[str] = []  # a CSP refusal is logged here: the page must need none
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.keyboard.press("n")
         page.wait_for_url(ui.url + "/item")
         page.wait_for_load_state("networkidle")
@@ -283,6 +285,7 @@ class TestHostileContent:
         assert shown["elements"] == ["mark", "span"]  # highlights and badges, nothing else
         assert page.evaluate("() => window.__xss") is None
         assert dialogs == []
+        assert errors == []
         assert canary.hits == []
         assert all(url.startswith(ui.url) for url in requests), requests
         assert page.evaluate("() => document.title") == "Item · quoteguard"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pipeline.golden import load_golden
 from tests.fixtures_review_web import free_port, make_flagged
 from workers.cli import app
 from workers.review_queue import ReviewQueue
+from workers.review_web.config import ReviewWebSettings
 from workers.review_web.users import UserStore
 from workers.settings import worker_settings
 
@@ -148,3 +150,14 @@ def test_cli_does_not_load_the_web_stack() -> None:
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(out) == []
+
+
+def test_readme_names_real_settings() -> None:
+    """Every QUOTEGUARD_REVIEW_* setting the README names is one the app reads."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Reviewing: the triage web app", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"QUOTEGUARD_REVIEW_([A-Z_]+)", section))
+    named |= set(re.findall(r"`_([A-Z_]+)`", section))
+    fields = {name.upper() for name in ReviewWebSettings.model_fields}
+    assert named
+    assert named <= fields, named - fields
