@@ -13,11 +13,15 @@ from pipeline.policies import PolicySet
 from tests.fixtures_review_web import PASSWORD, csrf_of, make_flagged, sign_in
 from workers.review_queue import ReviewQueue
 from workers.review_web.config import ReviewWebSettings
+from workers.review_web.routes import ROUTES
 from workers.review_web.users import UserStore
 
 pytest_plugins = ["tests.fixtures_workers", "tests.fixtures_review_web"]
 
 Clients = Callable[[str | None], TestClient]
+#: Every route of the app but sign-in, read from the app itself so a new one is covered.
+GET_ROUTES = sorted({r.path for r in ROUTES if "GET" in (r.methods or ())} - {"/signin"})
+POST_ROUTES = sorted({r.path for r in ROUTES if "POST" in (r.methods or ())} - {"/signin"})
 TEXT = "You are a worthless idiot and everyone knows it."
 
 
@@ -53,14 +57,14 @@ def _unescape(value: str) -> str:
 
 
 class TestAuthentication:
-    @pytest.mark.parametrize("path", ["/", "/item", "/settings", "/admin"])
+    @pytest.mark.parametrize("path", GET_ROUTES)
     def test_pages_redirect_to_sign_in(self, client_for: Clients, path: str) -> None:
         """Every page but sign-in needs a session: without one it sends you to sign in."""
         response = client_for(None).get(path)
         assert response.status_code == 303
         assert response.headers["location"] == "/signin"
 
-    @pytest.mark.parametrize("path", ["/next", "/item/decide", "/item/extend", "/settings"])
+    @pytest.mark.parametrize("path", POST_ROUTES)
     def test_actions_refused_without_session(self, client_for: Clients, path: str) -> None:
         """A state change with a valid CSRF token but no sign-in is refused (401)."""
         client = client_for(None)
