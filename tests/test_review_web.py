@@ -111,11 +111,14 @@ class TestAuthentication:
         assert "samesite=strict" in cookie
         assert "secure" in cookie
 
-    def test_sign_out_ends_session(self, client_for: Clients) -> None:
-        """After signing out the pages ask for sign-in again."""
+    def test_sign_out_ends_session(self, client_for: Clients, web_queue: ReviewQueue) -> None:
+        """After signing out the pages ask for sign-in again, and the held item is back."""
+        put(web_queue, "a")
         client = client_for("rita")
+        post(client, "/next")
         assert post(client, "/signout").status_code == 303
         assert client.get("/").status_code == 303
+        assert web_queue.size().queued == 1
 
     def test_removed_account_signed_out(self, client_for: Clients, users: UserStore) -> None:
         """Deleting an account ends its sessions at the next request."""

@@ -89,6 +89,7 @@ async def signin(request: Request) -> Response:
 
 
 async def signout(request: Request) -> Response:
+    await _give_back(request)  # a held item goes back now, not when its lease runs out
     request.session.clear()
     return RedirectResponse("/signin", 303)
 
@@ -156,13 +157,16 @@ async def extend(request: Request) -> Response:
 
 
 async def release(request: Request) -> Response:
-    state = _state(request)
+    await _give_back(request)
+    return _back(request, "/", "Item given back to the queue.")
+
+
+async def _give_back(request: Request) -> None:
     lease = request.session.pop("lease", None)
     if lease:
         # Already back in the queue (lease ran out) is what the reviewer asked for.
         with contextlib.suppress(ReviewError):
-            await run_in_threadpool(state.queue.release, lease["key"], lease["token"])
-    return _back(request, "/", "Item given back to the queue.")
+            await run_in_threadpool(_state(request).queue.release, lease["key"], lease["token"])
 
 
 async def decide(request: Request) -> Response:
