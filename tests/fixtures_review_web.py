@@ -29,7 +29,7 @@ from pipeline.grounding import locate
 from pipeline.models import CitationCheck, ContentItem, Decision, FindingReport, QuoteVerdict
 from pipeline.policies import PolicySet, load_policies
 from workers.review_queue import ReviewQueue
-from workers.review_web import create_app
+from workers.review_web.app import create_app
 from workers.review_web.config import ReviewWebSettings
 from workers.review_web.users import UserStore
 

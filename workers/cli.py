@@ -338,8 +338,7 @@ def review_serve(
     import uvicorn  # noqa: PLC0415
 
     from pipeline.policies import load_policies  # noqa: PLC0415
-    from workers.review_web import create_app  # noqa: PLC0415
-    from workers.review_web.app import session_secret  # noqa: PLC0415
+    from workers.review_web.app import create_app, session_secret  # noqa: PLC0415
     from workers.review_web.config import ReviewWebSettings  # noqa: PLC0415
     from workers.review_web.users import UserStore  # noqa: PLC0415
 

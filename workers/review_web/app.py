@@ -1,6 +1,6 @@
 """The review web app: Starlette routes, Jinja2 templates (autoescaped), security middleware.
 
-    from workers.review_web import create_app
+    from workers.review_web.app import create_app
     app = create_app(queue, users, policies, settings, secret)
 
 Middleware, outermost first: security headers (CSP nonce), signed session cookie
