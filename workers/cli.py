@@ -353,7 +353,10 @@ def review_serve(
         web,
         session_secret(client, settings.namespace, web),
     )
-    uvicorn.run(app, host=host or web.host, port=port or web.port, log_level="warning")
+    # log_config=None: uvicorn's lines go through our logging (escaped, redacted), not its own.
+    uvicorn.run(
+        app, host=host or web.host, port=port or web.port, log_level="warning", log_config=None
+    )
 
 
 register(app)  # `python -m workers.cli` has the same commands as `quoteguard`
