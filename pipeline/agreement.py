@@ -2,8 +2,9 @@
 
 When the logprob signal cannot be trusted on its own (no profile for the served version, a
 collapsed signal, no logprobs) or sits in the uncertain band, the item pays for ONE extra
-call asking for `n` choices at temperature > 0. instructor parses only choice 0, so every
-choice is parsed here with the same schema. Definitions, used everywhere:
+call asking for `n` choices at temperature > 0 (`LLMClient.sample`, the runner makes it).
+Everything here is a pure function of the finding reports and those samples. Definitions,
+used everywhere:
 
 - a sample's verdict on a rule: true if it has a finding citing that rule (id compared after
   trimming whitespace, as citations are checked) with verdict true; false otherwise, so a
@@ -24,22 +25,12 @@ disagreeing: they say nothing about the verdict. Verbalized confidence is never 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import structlog
-from instructor.processing.response import handle_response_model
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
-from pydantic import ValidationError
-
-from pipeline.config import FallbackConfig
 from pipeline.errors import LLMError
-from pipeline.llm import MODES, LLMClient, _tracking, translate_error
-from pipeline.models import FallbackReport, FindingReport, Usage
+from pipeline.models import FallbackReport, FindingReport
 from pipeline.routing import SignalStanding
 from pipeline.schema import ModerationResult
-
-log = structlog.get_logger("quoteguard")
-
 
 # ----------------------------------------------------------------------------- borderline
 
@@ -108,153 +99,42 @@ def fallback_confidence(agreement: float, strength: float) -> float:
     return agreement * strength
 
 
-# ----------------------------------------------------------------------------- the call
-
-
-def parse_choice(content: str | None) -> ModerationResult | None:
-    """A choice's JSON as the schema, or None. JSON mode may wrap it in prose or a fence,
-    so the outermost braces are tried when the whole text does not parse."""
-    if not content:
-        return None
-    try:
-        return ModerationResult.model_validate_json(content)
-    except ValidationError:
-        start, end = content.find("{"), content.rfind("}")
-        if 0 <= start < end:
-            try:
-                return ModerationResult.model_validate_json(content[start : end + 1])
-            except ValidationError:
-                return None
-        return None
-
-
-@dataclass
-class SampleCall:
-    """What one n-sample request returned; `error` set instead of raising."""
-
-    requested: int
-    results: list[ModerationResult] = field(default_factory=list)
-    completion: ChatCompletion | None = None
-    calls: int = 0
-    error: LLMError | None = None
-
-
-def sample_call(
-    client: LLMClient, messages: list[ChatCompletionMessageParam], config: FallbackConfig
-) -> SampleCall:
-    """One request for `config.n_samples` choices; never raises for provider failures.
-
-    The request is built by instructor for the configured mode (same schema, same system
-    prompt, so the provider's prompt cache still applies); only the sampling differs.
-    Logprobs are not asked for: agreement does not use them.
-    """
-    kwargs = {
-        **client.request_kwargs(),
-        "n": config.n_samples,
-        "temperature": config.temperature,
-        "logprobs": False,
-    }
-    kwargs.pop("top_logprobs", None)
-    _, request = handle_response_model(
-        ModerationResult, mode=MODES[client.settings.output_mode], messages=messages, **kwargs
-    )
-    out = SampleCall(requested=config.n_samples)
-    # The client's HTTP hooks count every request (SDK retries included) into this tracker,
-    # so the extra calls an item paid for are exact.
-    with _tracking() as stats:
-        try:
-            completion = client.openai.chat.completions.create(**request)
-        except Exception as exc:  # noqa: BLE001 - an optional call: the primary answer stands
-            out.error = translate_error(exc, calls=stats.calls)
-            out.calls = stats.calls
-            return out
-    out.calls = stats.calls
-    out.completion = completion
-    for choice in completion.choices:
-        if choice.finish_reason == "length":
-            continue  # cut short: its JSON is incomplete
-        parsed = parse_choice(choice.message.content)
-        if parsed is not None:
-            out.results.append(parsed)
-    return out
-
-
-# ----------------------------------------------------------------------------- runner glue
+# ----------------------------------------------------------------------------- scoring
 
 
 @dataclass(frozen=True)
-class FallbackOutcome:
+class Agreement:
+    """The reports scored against the samples, and the record for the Decision."""
+
     reports: list[FindingReport]
-    record: FallbackReport | None = None
-    usage: Usage = field(default_factory=Usage)
+    record: FallbackReport
 
 
-class Fallback:
-    """Decides whether an item is borderline and, if so, samples and scores agreement."""
-
-    def __init__(self, client: LLMClient, config: FallbackConfig) -> None:
-        self.client = client
-        self.config = config
-
-    def apply(
-        self,
-        messages: list[ChatCompletionMessageParam],
-        reports: list[FindingReport],
-        standing: SignalStanding,
-        bound: structlog.BoundLogger | None = None,
-    ) -> FallbackOutcome:
-        logger = bound or log
-        if not self.config.enabled:
-            return FallbackOutcome(reports)
-        reason = borderline_reason(reports, standing, self.config.band)
-        if reason is None:
-            return FallbackOutcome(reports)
-        call = sample_call(self.client, messages, self.config)
-        usage = _usage(call)
-        if call.error is not None:
-            logger.warning(
-                "fallback_failed", reason=reason, error_kind=call.error.kind, error=str(call.error)
-            )
-            record = FallbackReport(
-                reason=reason, requested=call.requested, samples=0, error=str(call.error)
-            )
-            return FallbackOutcome(reports, record, usage)
-        samples = call.results
-        violation = any(r.verdict for r in reports)
-        scored = [_score(r, samples) for r in reports]
-        record = FallbackReport(
-            reason=reason,
-            requested=call.requested,
-            samples=len(samples),
-            agreement=item_agreement(violation, samples),
-        )
-        logger.info(
-            "fallback_sampled",
-            reason=reason,
-            requested=call.requested,
-            samples=len(samples),
-            calls=call.calls,
-            agreement=record.agreement,
-            finding_agreement=[r.agreement for r in scored],
-        )
-        return FallbackOutcome(scored, record, usage)
+def agreement(
+    reason: str,
+    reports: Sequence[FindingReport],
+    samples: Sequence[ModerationResult],
+    *,
+    requested: int,
+    error: LLMError | None = None,
+) -> Agreement:
+    """Score each finding on the samples that parsed; a failed call leaves them unscored."""
+    if error is not None:
+        record = FallbackReport(reason=reason, requested=requested, samples=0, error=str(error))
+        return Agreement(list(reports), record)
+    violation = any(r.verdict for r in reports)
+    record = FallbackReport(
+        reason=reason,
+        requested=requested,
+        samples=len(samples),
+        agreement=item_agreement(violation, samples),
+    )
+    return Agreement([_score(r, samples) for r in reports], record)
 
 
 def _score(report: FindingReport, samples: Sequence[ModerationResult]) -> FindingReport:
-    agreement = finding_agreement(report.rule_id, report.verdict, samples)
-    if agreement is None:
+    share = finding_agreement(report.rule_id, report.verdict, samples)
+    if share is None:
         return report
-    confidence = fallback_confidence(agreement, grounding_strength(report))
-    return report.model_copy(update={"agreement": agreement, "fallback_confidence": confidence})
-
-
-def _usage(call: SampleCall) -> Usage:
-    u = call.completion.usage if call.completion is not None else None
-    cached = u.prompt_tokens_details.cached_tokens or 0 if u and u.prompt_tokens_details else 0
-    return Usage(
-        prompt_tokens=u.prompt_tokens if u else 0,
-        completion_tokens=u.completion_tokens if u else 0,
-        cached_tokens=cached,
-        calls=call.calls,
-        sample_calls=call.calls,
-    )
+    confidence = fallback_confidence(share, grounding_strength(report))
+    return report.model_copy(update={"agreement": share, "fallback_confidence": confidence})

@@ -59,6 +59,8 @@ class InputError(QuoteguardError):
 
 class LLMError(QuoteguardError):
     kind = "llm_error"
+    #: HTTP calls the failed request cost (retries and re-asks included), for the Decision.
+    calls: int = 0
 
 
 @dataclass

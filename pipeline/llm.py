@@ -10,12 +10,19 @@ Two retry layers, never mixed:
 - validation: instructor re-asks with the validation error when the JSON does not fit the
   schema (`max_reasks`).
 Everything the SDK or instructor raises is translated here into `pipeline.errors`.
+
+Nothing else talks to the model: `LLMClient.moderate` is the main call, `LLMClient.sample`
+the extra n-choice call of the fallback; `usage_of` is the one place a completion and the
+HTTP calls counted for it become a `Usage`; `pipeline.budget` is the one place the
+retry settings become a worst case of calls per item (the workers' visibility check uses it).
 """
 
 from __future__ import annotations
 
 import contextvars
 import copy
+import functools
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +32,12 @@ from typing import Any, Protocol
 import httpx2
 import instructor
 import openai
-from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
+from instructor.core.exceptions import InstructorRetryException
+from instructor.processing.response import handle_response_model
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from pydantic import ValidationError
 
+from pipeline.budget import call_budget
 from pipeline.config import Settings
 from pipeline.errors import (
     LLMError,
@@ -35,10 +45,14 @@ from pipeline.errors import (
     LLMRetriesExhausted,
     LLMTransientError,
 )
+from pipeline.models import Usage
 from pipeline.schema import ModerationResult
 
 #: Rough characters per token, to charge a shared token budget before the answer exists.
 CHARS_PER_TOKEN = 4
+
+#: instructor's JSON-mode re-ask, so a re-asked model reads what it would read through it.
+REASK_PROMPT = "Correct your JSON ONLY RESPONSE, based on the following errors:"
 
 MODES: dict[str, instructor.Mode] = {
     "json_schema": instructor.Mode.JSON_SCHEMA,
@@ -78,11 +92,42 @@ def _tracking() -> Iterator[CallStats]:
         _current_stats.reset(token)
 
 
+def usage_of(completion: ChatCompletion | None, calls: int, *, sample: bool = False) -> Usage:
+    """The tokens of a completion (none if there is none) and the HTTP calls made for it."""
+    u = completion.usage if completion is not None else None
+    details = u.prompt_tokens_details if u is not None else None
+    return Usage(
+        prompt_tokens=u.prompt_tokens if u is not None else 0,
+        completion_tokens=u.completion_tokens if u is not None else 0,
+        cached_tokens=(details.cached_tokens or 0) if details is not None else 0,
+        calls=calls,
+        sample_calls=calls if sample else 0,
+    )
+
+
 @dataclass(frozen=True)
 class LLMAnswer:
     result: ModerationResult
     completion: ChatCompletion
     stats: CallStats
+
+    @property
+    def usage(self) -> Usage:
+        return usage_of(self.completion, self.stats.calls)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What one n-choice request returned: the choices that parsed, or the error instead.
+
+    Choices cut short (finish_reason=length) or whose JSON does not fit the schema are left
+    out: they say nothing about the verdict.
+    """
+
+    requested: int
+    results: list[ModerationResult]
+    usage: Usage
+    error: LLMError | None = None
 
 
 class LLMClient:
@@ -156,40 +201,159 @@ class LLMClient:
         }
 
     def moderate(self, messages: list[ChatCompletionMessageParam]) -> LLMAnswer:
-        """One structured moderation call; raises only `pipeline.errors.LLMError`s."""
+        """One structured moderation call; raises only `pipeline.errors.LLMError`s.
+
+        An answer whose JSON does not fit the schema is re-asked with the validation error
+        (instructor's JSON-mode re-ask message); a truncated one (finish_reason=length) is
+        asked again as it was, since one more try usually completes. Both spend the same
+        budget of answers, `call_budget(settings).answers`, so it stays the worst case.
+        """
+        budget = call_budget(self.settings).answers
+        request = self.request(messages, **self.request_kwargs())
+        last_error, last_content = "no answer", None
         with _tracking() as stats:
-            attempts = 0
-            # Truncated output (finish_reason=length) is not re-asked by instructor; one
-            # more try, within the same re-ask budget, usually completes.
-            while True:
-                attempts += 1
+            for _ in range(budget):
                 try:
-                    result, completion = self.instructor.chat.completions.create_with_completion(
-                        response_model=ModerationResult,
-                        messages=messages,
-                        max_retries=self.settings.max_reasks + 1,
-                        **self.request_kwargs(),
-                    )
-                except IncompleteOutputException as exc:
-                    if attempts <= self.settings.max_reasks:
-                        continue
-                    raise LLMRetriesExhausted(
-                        attempts=stats.calls,
-                        last_error="output truncated at the token limit",
-                        last_completion=_completion_text(exc.last_completion),
-                    ) from exc
+                    completion = self._complete(request)
                 except Exception as exc:
                     raise translate_error(exc, calls=stats.calls) from exc
+                choice = completion.choices[0] if completion.choices else None
+                last_content = choice.message.content if choice is not None else None
+                if choice is not None and choice.finish_reason == "length":
+                    last_error = "output truncated at the token limit"
+                    continue
+                try:
+                    result = parse_result(last_content)
+                except ValidationError as exc:
+                    last_error = _first_line(str(exc))
+                    request = _reask(request, last_content, exc)
+                    continue
                 return LLMAnswer(result=result, completion=completion, stats=stats)
+            raise _counted(
+                LLMRetriesExhausted(
+                    attempts=budget, last_error=last_error, last_completion=last_content
+                ),
+                stats.calls,
+            )
+
+    def sample(
+        self, messages: list[ChatCompletionMessageParam], n: int, temperature: float
+    ) -> Samples:
+        """One request for `n` choices at `temperature`; never raises for provider failures.
+
+        The same request shape as the main call (same schema, same system prompt, so the
+        provider's prompt cache still applies); only the sampling differs. Logprobs are not
+        asked for: agreement does not use them.
+        """
+        kwargs = {**self.request_kwargs(), "n": n, "temperature": temperature, "logprobs": False}
+        kwargs.pop("top_logprobs", None)
+        with _tracking() as stats:
+            try:
+                completion = self._complete(self.request(messages, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - an optional call: the caller goes on
+                error = translate_error(exc, calls=stats.calls)
+                return Samples(n, [], usage_of(None, stats.calls, sample=True), error)
+        results = [
+            parsed
+            for choice in completion.choices
+            if choice.finish_reason != "length"  # cut short: its JSON is incomplete
+            and (parsed := parse_choice(choice.message.content)) is not None
+        ]
+        return Samples(n, results, usage_of(completion, stats.calls, sample=True))
+
+    def request(self, messages: list[ChatCompletionMessageParam], **kwargs: Any) -> dict[str, Any]:
+        """The request body instructor would send for our schema in the configured mode.
+
+        instructor shapes only the system message (JSON mode appends the schema to it) and
+        adds `response_format`; both depend on the system message alone, so they are built
+        once per policy set (`_shape`) instead of once per item.
+        """
+        first = messages[0] if messages else None
+        if first is None or first["role"] != "system" or not isinstance(first["content"], str):
+            _, shaped = handle_response_model(
+                ModerationResult, mode=MODES[self.settings.output_mode], messages=messages, **kwargs
+            )
+            return shaped
+        system, extra = _shape(self.settings.output_mode, first["content"])
+        return {**kwargs, **extra, "messages": [system, *messages[1:]]}
+
+    def _complete(self, request: dict[str, Any]) -> ChatCompletion:
+        """POST through the SDK (its transport retries and errors), then parse the body.
+
+        The SDK's typed `create` re-walks the whole request (with its 30 KB system message)
+        to transform it and builds the response object field by field; validating the JSON
+        in one pass costs a fraction of that. A body that does not validate (a provider's
+        own shape) falls back to the SDK's lenient construction.
+        """
+        response = self.openai.post("/chat/completions", body=request, cast_to=httpx2.Response)
+        try:
+            return ChatCompletion.model_validate_json(response.content)
+        except ValidationError:
+            return ChatCompletion.construct(**json.loads(response.content))
+
+
+@functools.lru_cache(maxsize=16)
+def _shape(mode: str, system: str) -> tuple[ChatCompletionMessageParam, dict[str, Any]]:
+    """instructor's system message and extra request fields (`response_format`) for a mode."""
+    _, shaped = handle_response_model(
+        ModerationResult, mode=MODES[mode], messages=[{"role": "system", "content": system}]
+    )
+    messages = shaped.pop("messages")
+    return messages[0], shaped
+
+
+def _reask(request: dict[str, Any], content: str | None, error: ValidationError) -> dict[str, Any]:
+    """The request again, with the answer and its validation error for the model to read."""
+    return {
+        **request,
+        "messages": [
+            *request["messages"],
+            {"role": "assistant", "content": content or ""},
+            {
+                "role": "user",
+                "content": f"{REASK_PROMPT}\n{error}",
+            },
+        ],
+    }
+
+
+def parse_result(content: str | None) -> ModerationResult:
+    """The answer's JSON as the schema; raises ValidationError (its text goes to the re-ask).
+
+    JSON mode may wrap it in prose or a fence, so the outermost braces are tried when the
+    whole text does not parse.
+    """
+    text = content or ""
+    try:
+        return ModerationResult.model_validate_json(text)
+    except ValidationError:
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end and (start, end) != (0, len(text) - 1):
+            return ModerationResult.model_validate_json(text[start : end + 1])
+        raise
+
+
+def parse_choice(content: str | None) -> ModerationResult | None:
+    """A sampled choice as the schema, or None when it does not fit."""
+    try:
+        return parse_result(content)
+    except ValidationError:
+        return None
+
+
+def _counted(error: LLMError, calls: int) -> LLMError:
+    error.calls = calls
+    return error
 
 
 def translate_error(exc: BaseException, *, calls: int = 0) -> LLMError:
     """Map SDK/instructor exceptions onto the project's transient/request/invalid errors.
 
     Our own error raised inside the SDK (the rate gate, from the request hook) arrives
-    wrapped as a connection error; it is returned as it was, Retry-After included.
+    wrapped as a connection error; it is returned as it was, Retry-After included. Either
+    way it carries `calls`, so an error Decision still counts the calls it cost.
     """
-    return _own_error(exc) or _sdk_error(exc, calls)
+    return _counted(_own_error(exc) or _sdk_error(exc, calls), calls)
 
 
 def _sdk_error(exc: BaseException, calls: int) -> LLMError:

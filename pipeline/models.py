@@ -158,6 +158,16 @@ class Usage(Frozen):
         default=0, ge=0, description="Of `calls`, those made for fallback samples."
     )
 
+    def __add__(self, other: Usage) -> Usage:
+        """The usage of two calls of one item, field by field."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            calls=self.calls + other.calls,
+            sample_calls=self.sample_calls + other.sample_calls,
+        )
+
 
 class ErrorInfo(Frozen):
     kind: str

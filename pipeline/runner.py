@@ -13,7 +13,7 @@ import time
 import structlog
 from openai.types.chat import ChatCompletionMessageParam
 
-from pipeline.agreement import Fallback
+from pipeline.agreement import agreement, borderline_reason
 from pipeline.calibration.collapse import CollapseDetector
 from pipeline.citations import check_citation
 from pipeline.config import Settings
@@ -26,6 +26,7 @@ from pipeline.models import (
     ContentItem,
     Decision,
     ErrorInfo,
+    FallbackReport,
     FindingReport,
     QuoteVerdict,
     SignalReport,
@@ -56,7 +57,6 @@ class Moderator:
         self.policies = policies
         self.client = client
         self.watch = watch or SignalWatch.from_settings(settings)
-        self.fallback = Fallback(client, settings.fallback)
 
     @classmethod
     def from_settings(
@@ -190,14 +190,11 @@ class Moderator:
                 p_true=report.p_true,
                 confidence=report.confidence,
             )
-        fallback = self.fallback.apply(messages, reports, standing, bound)
-        reports = fallback.reports
+        reports, fallback, usage = self._fallback(messages, reports, standing, bound)
         routed = route(reports, standing, self.settings.routing)
         bound.info(
             "routed", outcome=routed.outcome, priority=routed.priority, reasons=routed.reasons
         )
-        usage = completion.usage
-        extra = fallback.usage
         return Decision(
             item_id=item.id,
             outcome=routed.outcome,
@@ -210,23 +207,46 @@ class Moderator:
             policy_version=self.policy_version,
             profile_id=standing.profile_id,
             signal=_with_standing(signal.report, standing),
-            usage=Usage(
-                prompt_tokens=(usage.prompt_tokens if usage else 0) + extra.prompt_tokens,
-                completion_tokens=(usage.completion_tokens if usage else 0)
-                + extra.completion_tokens,
-                cached_tokens=(
-                    usage.prompt_tokens_details.cached_tokens or 0
-                    if usage and usage.prompt_tokens_details
-                    else 0
-                )
-                + extra.cached_tokens,
-                calls=answer.stats.calls + extra.calls,
-                sample_calls=extra.sample_calls,
-            ),
+            usage=answer.usage + usage,
             latency_ms=elapsed_ms(start),
-            fallback=fallback.record,
+            fallback=fallback,
             meta=item.meta,
         )
+
+    def _fallback(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        reports: list[FindingReport],
+        standing: SignalStanding,
+        bound: structlog.BoundLogger,
+    ) -> tuple[list[FindingReport], FallbackReport | None, Usage]:
+        """Samples and agreement for a borderline item: reports, record and the extra usage."""
+        config = self.settings.fallback
+        reason = borderline_reason(reports, standing, config.band) if config.enabled else None
+        if reason is None:
+            return reports, None, Usage()
+        samples = self.client.sample(messages, config.n_samples, config.temperature)
+        scored = agreement(
+            reason, reports, samples.results, requested=samples.requested, error=samples.error
+        )
+        if samples.error is not None:
+            bound.warning(
+                "fallback_failed",
+                reason=reason,
+                error_kind=samples.error.kind,
+                error=str(samples.error),
+            )
+        else:
+            bound.info(
+                "fallback_sampled",
+                reason=reason,
+                requested=samples.requested,
+                samples=len(samples.results),
+                calls=samples.usage.calls,
+                agreement=scored.record.agreement,
+                finding_agreement=[r.agreement for r in scored.reports],
+            )
+        return scored.reports, scored.record, samples.usage
 
     def _check_finding(
         self,
@@ -267,6 +287,8 @@ class Moderator:
             model=self.model,
             policy_version=self.policy_version,
             signal=SignalReport(available=False, note="no verdict: the item failed before one"),
+            # The calls a failed model request cost still count (the error carries them).
+            usage=Usage(calls=error.calls) if isinstance(error, LLMError) else Usage(),
             latency_ms=elapsed_ms(start),
             errors=[ErrorInfo(kind=_kind(error), message=_error_text(error), stage=stage)],
             meta=item.meta,

@@ -40,7 +40,6 @@ def read_signal(completion: ChatCompletion, n_findings: int) -> Signal:
     if not logprobs:
         note = "the provider returned no logprobs; no confidence signal for this item"
         return Signal(SignalReport(available=False, note=note), _none(n_findings, note))
-    tokens = [_token(t) for t in logprobs]
     stats = completion_stats(logprobs)
     joined = "".join(t.token for t in logprobs)
     base = content.find(joined) if joined != content else 0
@@ -56,7 +55,7 @@ def read_signal(completion: ChatCompletion, n_findings: int) -> Signal:
         if index >= len(positions):
             verdicts.append(VerdictSignal(p_true=None, note="verdict not found in the JSON text"))
             continue
-        verdicts.append(_verdict_signal(positions[index], offsets, tokens))
+        verdicts.append(_verdict_signal(positions[index], offsets, logprobs))
     return Signal(SignalReport(available=True, stats=stats), verdicts)
 
 
@@ -81,12 +80,14 @@ def _token_offsets(logprobs: Sequence[ChatCompletionTokenLogprob], base: int) ->
 
 
 def _verdict_signal(
-    value_start: int, offsets: list[int], tokens: list[TokenLogprob]
+    value_start: int, offsets: list[int], logprobs: Sequence[ChatCompletionTokenLogprob]
 ) -> VerdictSignal:
-    index = _token_at(value_start, offsets, tokens)
+    index = _token_at(value_start, offsets, logprobs)
     if index is None:
         return VerdictSignal(p_true=None, note="no token covers the verdict")
-    token = tokens[index]
+    # Only the tokens around a verdict become records: converting every token of the
+    # answer (with its alternatives) cost more than the rest of the signal stage.
+    token = _token(logprobs[index])
     # What the chosen token wrote before the value (e.g. `":` in `":true`) must also be
     # what an alternative wrote, for that alternative to be a competing verdict.
     lead = token.token[: value_start - offsets[index]]
@@ -98,15 +99,17 @@ def _verdict_signal(
         if side is not None:
             mass[side] += math.exp(logprob)
     total = mass[True] + mass[False]
-    covered = tokens[index : index + 2]
+    covered = [_token(t) for t in logprobs[index : index + 2]]
     if total == 0:
         return VerdictSignal(p_true=None, tokens=covered, note="no true/false among alternatives")
     return VerdictSignal(p_true=mass[True] / total, tokens=covered)
 
 
-def _token_at(char: int, offsets: list[int], tokens: list[TokenLogprob]) -> int | None:
+def _token_at(
+    char: int, offsets: list[int], logprobs: Sequence[ChatCompletionTokenLogprob]
+) -> int | None:
     for i, start in enumerate(offsets):
-        if start <= char < start + len(tokens[i].token):
+        if start <= char < start + len(logprobs[i].token):
             return i
     return None
 

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from pipeline.agreement import (
+    agreement,
     borderline_reason,
     fallback_confidence,
     finding_agreement,
     grounding_strength,
     item_agreement,
-    parse_choice,
-    sample_call,
 )
 from pipeline.calibration import ProfileStore, build_profile
-from pipeline.config import FallbackConfig, RoutingConfig, load_settings
-from pipeline.llm import LLMClient
+from pipeline.config import RoutingConfig, load_settings
+from pipeline.errors import LLMTransientError
+from pipeline.llm import LLMClient, parse_choice
 from pipeline.models import CitationCheck, ContentItem, Decision, FindingReport, Match, QuoteVerdict
 from pipeline.policies import load_policies
 from pipeline.prompt import build_messages
@@ -160,6 +160,26 @@ class TestRouting:
         assert a.outcome == b.outcome == "human_review"
         assert b.priority > a.priority
 
+    def test_agreement_scores_every_finding_and_records_the_item(self) -> None:
+        """Two of three samples agree with a true finding: 2/3 agreement, times its grounding."""
+        samples = [sample(("HARASSMENT.1", True)), sample(("HARASSMENT.1", True)), sample()]
+        scored = agreement("signal_collapsed", [finding(scores=(100.0, 50.0))], samples,
+                           requested=4)  # fmt: skip
+        assert scored.record.samples == 3
+        assert scored.record.requested == 4
+        assert scored.record.agreement == pytest.approx(2 / 3)
+        assert scored.reports[0].agreement == pytest.approx(2 / 3)
+        assert scored.reports[0].fallback_confidence == pytest.approx(2 / 3 * 0.75)
+
+    def test_failed_sample_call_leaves_findings_unscored(self) -> None:
+        """An error instead of samples is recorded; the findings keep no agreement."""
+        reports = [finding()]
+        scored = agreement("no_logprobs", reports, [], requested=5,
+                           error=LLMTransientError("provider answered 500"))  # fmt: skip
+        assert scored.reports == reports
+        assert scored.record.error == "provider answered 500"
+        assert scored.record.agreement is None
+
 
 class TestSampleCall:
     def test_provider_failure_is_recorded_not_raised(self) -> None:
@@ -173,11 +193,10 @@ class TestSampleCall:
         settings = load_settings(model="m", base_url="http://x/v1", api_key="k",
                                  max_transport_retries=0)  # fmt: skip
         client = LLMClient(settings, transport=httpx2.MockTransport(handler))
-        config = FallbackConfig(enabled=True, n_samples=4, temperature=0.7)
-        call = sample_call(client, build_messages("text", load_policies()), config)
+        call = client.sample(build_messages("text", load_policies()), 4, 0.7)
         assert call.error is not None
         assert call.error.kind == "llm_transient"
-        assert call.calls == 1
+        assert call.usage.calls == call.usage.sample_calls == 1
         assert call.results == []
         assert seen[0]["n"] == 4
         assert seen[0]["temperature"] == 0.7

@@ -180,6 +180,9 @@ def _decide(rt: Runtime, item: ContentItem, retries: int) -> Decision | RetryLat
     except LLMTransientError as exc:
         metrics.LLM_ERRORS.labels(exc.kind).inc()
         if retries < rt.settings.max_retries:
+            # No Decision carries this attempt's calls: count them now. The last attempt's
+            # calls are in its error Decision, counted when it is published.
+            metrics.LLM_CALLS.inc(exc.calls)
             countdown = retry_countdown(
                 retries,
                 exc.retry_after,

@@ -15,6 +15,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.budget import call_budget
 from pipeline.config import Settings as PipelineSettings
 from pipeline.errors import ConfigError
 
@@ -155,13 +156,12 @@ def redis_client(url: str) -> redis.Redis[str]:
 def longest_task_s(settings: WorkerSettings, pipeline: PipelineSettings) -> float:
     """A generous bound on one task run: every HTTP call may wait for the rate limit, then time out.
 
-    Calls = (re-asks + 1) x (SDK transport attempts); the SDK's own backoff between attempts
-    (Retry-After, capped by the SDK at 120 s) is counted for each retry.
+    The calls and the SDK's backoff waits (Retry-After, capped by the SDK at 120 s) are the
+    worst case of `pipeline.budget`, the same budget `pipeline.llm` spends.
     """
-    transport = pipeline.max_transport_retries + 1
+    budget = call_budget(pipeline)
     per_call = pipeline.timeout_s + settings.rate_wait_max_s
-    backoff = pipeline.max_transport_retries * SDK_MAX_BACKOFF_S
-    return (pipeline.max_reasks + 1) * (transport * per_call + backoff)
+    return budget.calls * per_call + budget.backoffs * SDK_MAX_BACKOFF_S
 
 
 def check_visibility_timeout(settings: WorkerSettings, pipeline: PipelineSettings) -> None:

@@ -1,0 +1,155 @@
+"""Client CPU per item: `Moderator.moderate` against a bare httpx client, side by side.
+
+Run by hand from the repository root (it is not a test; about a minute):
+
+    .venv/bin/python benchmarks/bench_client.py [--items 300] [--rounds 3] [--profile out.prof]
+
+Both clients talk to the simulated model in its own process (no latency), one request at a
+time, so the CPU measured in this process is the client's alone. The bare client posts the
+very request body quoteguard sends for the same item (captured from quoteguard's own HTTP
+hook) and reads every logprob of the response: the floor any client pays for HTTP and JSON.
+Rounds alternate between the two; each figure is the best round (least disturbed by other
+work on the machine). `--profile` writes a cProfile of the quoteguard rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import structlog
+
+from pipeline.config import load_settings
+from pipeline.models import ContentItem
+from pipeline.runner import Moderator
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "Lovely weather today, see you at the market on Saturday.",
+    "You are a worthless idiot and nobody wants you here.",
+    "Thanks for the help yesterday, the recipe worked perfectly.",
+    "Shut up, you pathetic moron, you embarrass everyone.",
+]
+SIM = """
+import sys, uvicorn
+from pipeline.sim.server import create_app
+uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def simulator() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", SIM, str(port)], env=env)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx2.get(f"{base}/health", timeout=1)
+                break
+            except httpx2.HTTPError:
+                time.sleep(0.1)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def cpu_ms_per_item(run: Callable[[int], None], items: int) -> float:
+    start = time.process_time()
+    for n in range(items):
+        run(n)
+    return (time.process_time() - start) / items * 1000
+
+
+def quoteguard_client(base_url: str) -> tuple[Callable[[int], None], list[bytes]]:
+    """`Moderator.moderate` per item; also captures the request bodies it sends."""
+    moderator = Moderator.from_settings(
+        load_settings(model="sim-calibrated", base_url=base_url, api_key="bench")
+    )
+    bodies: list[bytes] = []
+    moderator.client.openai._client.event_hooks["request"].append(
+        lambda request: bodies.append(request.content) if len(bodies) < len(TEXTS) else None
+    )
+
+    def run(n: int) -> None:
+        moderator.moderate(ContentItem(id=f"i-{n}", text=TEXTS[n % len(TEXTS)]))
+
+    return run, bodies
+
+
+def bare_client(base_url: str, bodies: list[bytes]) -> Callable[[int], None]:
+    """POST the same body, parse the JSON, read every token's logprob and alternatives."""
+    client = httpx2.Client(base_url=base_url, headers={"authorization": "Bearer bench"})
+
+    def run(n: int) -> None:
+        response = client.post(
+            "/chat/completions",
+            content=bodies[n % len(bodies)],
+            headers={"content-type": "application/json"},
+        )
+        response.raise_for_status()
+        data: dict[str, Any] = json.loads(response.content)
+        total = 0.0
+        for token in data["choices"][0]["logprobs"]["content"]:
+            total += token["logprob"] + sum(alt["logprob"] for alt in token["top_logprobs"])
+        json.loads(data["choices"][0]["message"]["content"])
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, default=None)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    with simulator() as base_url:
+        ours, bodies = quoteguard_client(base_url)
+        for n in range(len(TEXTS) * 2):  # warm up: connections, caches, captured bodies
+            ours(n)
+        bare = bare_client(base_url, bodies)
+        for n in range(len(TEXTS) * 2):
+            bare(n)
+        best = {"bare": float("inf"), "quoteguard": float("inf")}
+        profiler = cProfile.Profile() if args.profile else None
+        for _ in range(args.rounds):
+            best["bare"] = min(best["bare"], cpu_ms_per_item(bare, args.items))
+            if profiler is not None:
+                profiler.enable()
+            best["quoteguard"] = min(best["quoteguard"], cpu_ms_per_item(ours, args.items))
+            if profiler is not None:
+                profiler.disable()
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
+    print(f"request body: {len(bodies[0]):,} bytes")
+    print("| client | CPU ms/item | x bare |")
+    print("|---|---:|---:|")
+    for name in ("bare", "quoteguard"):
+        print(f"| {name} | {best[name]:.2f} | {best[name] / best['bare']:.1f} |")
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
