@@ -14,6 +14,11 @@ takes a few minutes and uses Redis db 8 under a namespace of its own):
 
 The simulator runs in its own process so that it does not share a GIL with anyone.
 Figures go to benchmarks/README.md ("Workers") by hand.
+
+It leaves Redis as it found it: every key that appears in db 8 during the run (our
+namespace's keys, and kombu's own: queue bindings `_kombu.binding.*`, the `unacked*`
+records, Celery's event and pidbox bindings) is deleted at the end, and the count of keys
+left behind is printed (0 expected).
 """
 
 from __future__ import annotations
@@ -201,7 +206,27 @@ def worker_path_ms(base_url: str, items: int) -> float:
     return statistics.median(times) * 1000
 
 
+@contextmanager
+def leaves_no_keys() -> Iterator[None]:
+    """Delete every key of db 8 that was not there at the start, however the run ends."""
+    client = redis.Redis.from_url(REDIS_URL)
+    before = set(client.scan_iter(count=1000))
+    try:
+        yield
+    finally:
+        created = set(client.scan_iter(count=1000)) - before
+        if created:
+            client.delete(*created)
+        left = set(client.scan_iter(count=1000)) - before
+        print(f"\nRedis keys created by this run: {len(created)}; left behind: {len(left)}")
+
+
 def main() -> None:
+    with leaves_no_keys():
+        run()
+
+
+def run() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--latency-ms", type=float, default=200.0)

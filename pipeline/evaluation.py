@@ -28,8 +28,8 @@ from pipeline.calibration import (
     signal_informative,
     summarize,
 )
-from pipeline.calibration.metrics import DEFAULT_BINS, DEFAULT_BOOTSTRAP
 from pipeline.decision_cache import DecisionCache, item_key, run_key
+from pipeline.defaults import DEFAULT_BINS, DEFAULT_BOOTSTRAP
 from pipeline.errors import ConfigError
 from pipeline.golden import GoldenSet
 from pipeline.models import Decision

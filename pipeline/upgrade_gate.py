@@ -22,11 +22,9 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from pipeline.calibration import CollapseCheck, signal_informative
+from pipeline.defaults import DEFAULT_COVERAGE, DEFAULT_TOLERANCE
 from pipeline.models import Frozen
 from pipeline.scoring import precision_at_coverage
-
-DEFAULT_COVERAGE = 0.5
-DEFAULT_TOLERANCE = 0.02
 
 
 class GateRule(Frozen):

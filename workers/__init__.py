@@ -13,9 +13,10 @@ on the queue named by QUOTEGUARD_NAMESPACE (default "quoteguard").
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.models import ContentItem
+if TYPE_CHECKING:  # imported on use: `quoteguard --help` loads this package (see pipeline.cli)
+    from pipeline.models import ContentItem
 
 __all__ = ["send_payloads", "submit", "submit_many"]
 
@@ -24,6 +25,7 @@ def submit(item: ContentItem | Mapping[str, Any], *, countdown: float | None = N
     """Queue one item for moderation; returns the Celery task id."""
     # Imported on use: `import workers.review_queue` (a review UI) must not load Celery, the
     # pipeline's LLM client and the app's settings.
+    from pipeline.models import ContentItem  # noqa: PLC0415
     from workers.tasks import moderate  # noqa: PLC0415
 
     content = item if isinstance(item, ContentItem) else ContentItem.model_validate(item)
@@ -33,6 +35,8 @@ def submit(item: ContentItem | Mapping[str, Any], *, countdown: float | None = N
 
 def submit_many(items: Iterable[ContentItem | Mapping[str, Any]]) -> int:
     """Queue many items over one broker connection; returns how many were sent."""
+    from pipeline.models import ContentItem  # noqa: PLC0415 - see submit()
+
     return send_payloads(
         (item if isinstance(item, ContentItem) else ContentItem.model_validate(item)).model_dump(
             mode="json"

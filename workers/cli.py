@@ -1,5 +1,8 @@
 """Commands for the workers: `quoteguard worker | submit | results | review ...`.
 
+As every command module (see `pipeline.cli`): heavy modules (pydantic, redis, Celery, the
+pipeline) are imported inside the commands, so `quoteguard --help` does not load them.
+
 `register(main_app)` adds them to the main `quoteguard` CLI (through the
 `quoteguard.commands` entry-point group, so `pipeline` never imports `workers`); `app` is
 the same commands as a typer app of their own (`python -m workers.cli`).
@@ -12,17 +15,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from pydantic import BaseModel
 
-from pipeline.config import load_settings
-from pipeline.inputs import InputProblem, read_items
-from pipeline.log import configure_logging, printable
-from workers.results import Results
-from workers.review_queue import ReviewError, ReviewQueue
-from workers.settings import broker_client, redis_client, worker_settings
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from workers.review_queue import ReviewQueue
 
 Pool = Literal["threads", "gevent", "prefork"]
 
@@ -31,8 +31,11 @@ DEFAULT_POOL: Pool = "threads"
 #: LLM calls are I/O: a worker spends nearly all of a task waiting on the provider.
 DEFAULT_CONCURRENCY = 64
 
-app = typer.Typer(help="Celery workers on Redis.", no_args_is_help=True)
-review_app = typer.Typer(help="The human review queue (for ops; reviewers use the UI).")
+# Plain help, as the main app's (see pipeline.cli): typer's rich help costs a start-up.
+app = typer.Typer(help="Celery workers on Redis.", no_args_is_help=True, rich_markup_mode=None)
+review_app = typer.Typer(
+    help="The human review queue (for ops; reviewers use the UI).", rich_markup_mode=None
+)
 
 
 def register(main: typer.Typer) -> None:
@@ -45,6 +48,9 @@ def register(main: typer.Typer) -> None:
 
 def _configure_logging() -> None:
     """Logs to stderr as JSON, so stdout carries only the command's output."""
+    from pipeline.config import load_settings  # noqa: PLC0415 - see the module docstring
+    from pipeline.log import configure_logging  # noqa: PLC0415
+
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=[settings.api_key])
 
@@ -60,6 +66,8 @@ def worker(
     """Start a worker: `celery -A workers.app worker` with defaults for I/O-bound LLM calls."""
     if pool not in ("threads", "gevent", "prefork"):
         raise typer.BadParameter("pool must be threads, gevent or prefork", param_hint="--pool")
+    from workers.settings import worker_settings  # noqa: PLC0415 - see the module docstring
+
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker"]
     argv += ["-P", pool, "-c", str(concurrency), "-Q", worker_settings().queue, "-l", loglevel]
     if hostname:
@@ -75,8 +83,11 @@ def submit(
     """Queue every line of a JSONL file; bad lines become error Decisions, never vanish."""
     _configure_logging()
     # Imported here: they load Celery and the pipeline, which the other commands do not need.
+    from pipeline.inputs import InputProblem, read_items  # noqa: PLC0415
+    from pipeline.log import printable  # noqa: PLC0415
     from workers import send_payloads  # noqa: PLC0415
     from workers.service import PROBLEM_FIELD  # noqa: PLC0415
+    from workers.settings import worker_settings  # noqa: PLC0415
 
     counts = {"items": 0, "refused": 0}
 
@@ -116,6 +127,9 @@ def results(
     count: Annotated[int, typer.Option("--count", "-n", min=1)] = 100,
 ) -> None:
     """Print Decisions from the stream as JSON lines (with --follow, forever)."""
+    from workers.results import Results  # noqa: PLC0415 - see the module docstring
+    from workers.settings import redis_client, worker_settings  # noqa: PLC0415
+
     _configure_logging()
     settings = worker_settings()
     stream = Results(redis_client(settings.redis_url), settings.namespace)
@@ -141,6 +155,7 @@ def queue(
     """Where the broker's messages are: waiting, in flight, unacked, set aside (JSON)."""
     _configure_logging()
     # Imported here: the transport loads kombu, which the other commands do not need.
+    from workers.settings import broker_client, worker_settings  # noqa: PLC0415
     from workers.transport import INFLIGHT_REGISTRY, UNDECODABLE  # noqa: PLC0415
 
     settings = worker_settings()
@@ -185,6 +200,9 @@ def _print_entry(stream_id: str, decision_json: str) -> None:
 
 
 def _queue() -> ReviewQueue:
+    from workers.review_queue import ReviewQueue  # noqa: PLC0415 - see the module docstring
+    from workers.settings import redis_client, worker_settings  # noqa: PLC0415
+
     _configure_logging()
     settings = worker_settings()
     return ReviewQueue(
@@ -237,6 +255,8 @@ def review_resolve(
     note: Annotated[str, typer.Option("--note")] = "",
 ) -> None:
     """Record the label for a claimed entry (once)."""
+    from workers.review_queue import ReviewError  # noqa: PLC0415 - see the module docstring
+
     queue = _queue()
     try:
         resolution = queue.resolve(key, token, violation=violation, rule_ids=rule or [], note=note)
@@ -252,6 +272,8 @@ def review_release(
     token: Annotated[str, typer.Option("--token")],
 ) -> None:
     """Give a claimed entry back to the queue unresolved."""
+    from workers.review_queue import ReviewError  # noqa: PLC0415 - see the module docstring
+
     queue = _queue()
     try:
         queue.release(key, token)

@@ -20,6 +20,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from pipeline.defaults import (
+    DEFAULT_BINS,
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    PrecisionBound,
+)
 from pipeline.models import Frozen
 
 FloatArray = npt.NDArray[np.float64]
@@ -37,10 +43,6 @@ TOP_P = 0.999
 #: Fewest auto-actioned items a threshold may rest on: below ~30, one mistake moves the
 #: measured precision by more than 3 points, so a "95%" threshold would be luck.
 MIN_SUPPORT = 30
-#: Confidence of the lower bound an auto-action threshold's precision must clear.
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_BINS = 15
-DEFAULT_BOOTSTRAP = 1000
 
 
 def as_arrays(p: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -299,9 +301,6 @@ def precision_coverage(p: npt.ArrayLike, y: npt.ArrayLike) -> PrecisionCoverage:
         precision=true_pos / support,
         support=support.astype(np.int64),
     )
-
-
-PrecisionBound = Literal["wilson", "point"]
 
 
 def threshold_for_precision(

@@ -37,22 +37,22 @@ from pipeline.calibration.calibrators import (
 )
 from pipeline.calibration.collapse import CollapseCheck, signal_informative
 from pipeline.calibration.metrics import (
-    DEFAULT_BINS,
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_CONFIDENCE,
     MIN_SUPPORT,
-    PrecisionBound,
     SignalMetrics,
     actioned_set,
     as_arrays,
     summarize,
     threshold_for_precision,
 )
+from pipeline.defaults import (
+    DEFAULT_BINS,
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_TARGET_PRECISION,
+    PrecisionBound,
+)
 from pipeline.errors import ConfigError
 from pipeline.models import Frozen
-
-#: A wrong automatic action costs more than a review, so the default asks for 19 in 20 right.
-DEFAULT_TARGET_PRECISION = 0.95
 
 
 class ProfileBody(Frozen):

@@ -28,8 +28,6 @@ import numpy.typing as npt
 from pydantic import JsonValue
 
 from pipeline.calibration.metrics import (
-    DEFAULT_BINS,
-    DEFAULT_BOOTSTRAP,
     BinStrategy,
     Estimate,
     FloatArray,
@@ -39,6 +37,7 @@ from pipeline.calibration.metrics import (
     reliability_bins,
     summarize,
 )
+from pipeline.defaults import DEFAULT_BINS, DEFAULT_BOOTSTRAP
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -18,34 +18,29 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import JsonValue
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.calibration import EvaluationResult, ProfileStore, build_profile, write_report
-from pipeline.calibration.metrics import (
+from pipeline.cli.endpoint import endpoint, require_endpoint
+from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
+from pipeline.defaults import (
     DEFAULT_BINS,
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
+    DEFAULT_COVERAGE,
+    DEFAULT_TARGET_PRECISION,
+    DEFAULT_TOLERANCE,
     PrecisionBound,
 )
-from pipeline.calibration.profile import DEFAULT_TARGET_PRECISION
-from pipeline.cli.calibration_tables import evaluations_table, gate_table, profile_table
-from pipeline.cli.endpoint import endpoint, require_endpoint
-from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
-from pipeline.cli.render import console
-from pipeline.config import Settings, load_settings
-from pipeline.errors import QuoteguardError
-from pipeline.evaluation import Evaluation, GoldenRun, evaluate, run_golden
-from pipeline.golden import GoldenSet, load_golden
-from pipeline.llm import LLMClient
-from pipeline.log import configure_logging
-from pipeline.policies import load_policies
-from pipeline.runner import Moderator
-from pipeline.standing import SignalWatch
-from pipeline.upgrade_gate import DEFAULT_COVERAGE, DEFAULT_TOLERANCE, GateRule, gate
+
+if TYPE_CHECKING:  # imported inside the commands at run time (see pipeline.cli)
+    from pydantic import JsonValue
+
+    from pipeline.config import Settings
+    from pipeline.evaluation import Evaluation, GoldenRun
+    from pipeline.golden import GoldenSet
+    from pipeline.runner import Moderator
 
 GoldenOpt = Annotated[
     Path,
@@ -104,6 +99,9 @@ def eval_(
     With a profile for the served version in --profiles, the calibrated signal is reported
     beside the raw one. Writes report.html (self-contained), report.json and the plots.
     """
+    from pipeline.cli.calibration_tables import evaluations_table  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.cli.render import console  # noqa: PLC0415
+
     gs = _golden(golden)
     with endpoint(base_url, sim) as (url, key):
         settings = _settings(model, url, key, concurrency, fallback, policies, profiles)
@@ -147,6 +145,12 @@ def calibrate(
     threshold is the lowest calibrated p whose auto-actions reach --target-precision, by
     default with 95 % confidence (--precision-bound wilson).
     """
+    from pipeline.calibration import ProfileStore, build_profile  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.cli.calibration_tables import profile_table  # noqa: PLC0415
+    from pipeline.cli.render import console  # noqa: PLC0415
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415
+    from pipeline.evaluation import evaluate  # noqa: PLC0415
+
     if precision_bound == "wilson" and target_precision >= 1.0:
         raise typer.BadParameter(
             "no finite golden set vouches for a precision of 1.0 with a lower bound: "
@@ -224,6 +228,10 @@ def compare(
     precision at the chosen coverage fell below the OLD one's by more than the tolerance
     (see pipeline.upgrade_gate).
     """
+    from pipeline.cli.calibration_tables import evaluations_table, gate_table  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.cli.render import console  # noqa: PLC0415
+    from pipeline.upgrade_gate import GateRule, gate  # noqa: PLC0415
+
     if len(model) != 2:
         raise typer.BadParameter("give --model twice: the old version, then the new one")
     old_name, new_name = model
@@ -259,6 +267,9 @@ def compare(
 
 
 def _golden(path: Path) -> GoldenSet:
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.golden import load_golden  # noqa: PLC0415
+
     try:
         return load_golden(path)
     except QuoteguardError as exc:
@@ -274,6 +285,9 @@ def _settings(
     policies: Path | None,
     profiles: Path | None,
 ) -> Settings:
+    from pipeline.config import load_settings  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.log import configure_logging  # noqa: PLC0415
+
     try:
         settings = load_settings(
             model=model,
@@ -294,6 +308,12 @@ def _settings(
 
 
 def _moderator(settings: Settings) -> Moderator:
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.llm import LLMClient  # noqa: PLC0415
+    from pipeline.policies import load_policies  # noqa: PLC0415
+    from pipeline.runner import Moderator  # noqa: PLC0415
+    from pipeline.standing import SignalWatch  # noqa: PLC0415
+
     try:
         policies = load_policies(settings.policies_dir)
         watch = SignalWatch.from_settings(settings)
@@ -303,6 +323,9 @@ def _moderator(settings: Settings) -> Moderator:
 
 
 def _run(moderator: Moderator, gs: GoldenSet, cache_dir: Path) -> GoldenRun:
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.evaluation import run_golden  # noqa: PLC0415
+
     with _progress(len(gs), moderator.model) as advance:
         try:
             return run_golden(moderator, gs, cache_dir, on_decision=lambda _d: advance())
@@ -313,6 +336,8 @@ def _run(moderator: Moderator, gs: GoldenSet, cache_dir: Path) -> GoldenRun:
 def _evaluate(
     settings: Settings, gs: GoldenSet, cache_dir: Path, bins: int, bootstrap: int
 ) -> Evaluation:
+    from pipeline.evaluation import evaluate  # noqa: PLC0415 - see pipeline.cli
+
     with _moderator(settings) as moderator:
         run = _run(moderator, gs, cache_dir)
         versions = run.served_versions
@@ -321,6 +346,8 @@ def _evaluate(
 
 
 def _warn_same_golden(ev: Evaluation) -> None:
+    from pipeline.cli.render import console  # noqa: PLC0415 - see pipeline.cli
+
     if ev.profile is not None and ev.profile.golden_hash == ev.run.golden.golden_hash:
         console.print(
             "note: the profile was fitted on this very golden set, so its calibrated metrics "
@@ -335,6 +362,9 @@ def _write(
     more: dict[str, JsonValue] | None = None,
 ) -> None:
     """report.html + report.json + plots via the library; the run facts join each result."""
+    from pipeline.calibration import EvaluationResult, write_report  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.cli.render import console  # noqa: PLC0415
+
     results = []
     for n, ev in enumerate(evaluations):
         # `more` (compare's gate) describes the last, NEW, version: it is attached there once.
@@ -360,6 +390,16 @@ def _write(
 
 @contextmanager
 def _progress(total: int, model: str) -> Iterator[Callable[[], None]]:
+    from rich.progress import (  # noqa: PLC0415 - see pipeline.cli
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from pipeline.cli.render import console  # noqa: PLC0415
+
     # markup=False: a model name is printed as written, never read as rich markup.
     columns = (
         TextColumn("{task.description}", markup=False),

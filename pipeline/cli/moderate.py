@@ -6,22 +6,17 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.batch import run_batch
 from pipeline.cli.endpoint import require_endpoint
 from pipeline.cli.options import BaseUrlOpt, ConcurrencyOpt, PoliciesOpt, ProfilesOpt
-from pipeline.cli.render import console, summary_table
-from pipeline.config import Settings, load_settings
-from pipeline.errors import QuoteguardError
-from pipeline.inputs import read_items
-from pipeline.log import configure_logging
-from pipeline.models import Decision
-from pipeline.runner import Moderator
-from pipeline.summary import RunSummary
+
+if TYPE_CHECKING:  # imported inside the commands at run time (see pipeline.cli)
+    from pipeline.config import Settings
+    from pipeline.models import Decision
+    from pipeline.summary import RunSummary
 
 DEMO_ITEMS = Path(__file__).resolve().parents[1] / "data" / "demo.jsonl"
 
@@ -60,8 +55,7 @@ def moderate(
     )
     require_endpoint(settings, sim_option=False)
     summary = _run(settings, input_path, out)
-    console.print(summary_table(summary, f"quoteguard: {settings.model}"))
-    console.print(f"Decisions written to {out}")
+    _print_summary(summary, f"quoteguard: {settings.model}", out)
 
 
 def demo(
@@ -72,7 +66,7 @@ def demo(
     concurrency: ConcurrencyOpt = None,
 ) -> None:
     """Run the bundled example set through the whole pipeline against the simulated model."""
-    from pipeline.sim.server import SimServer  # noqa: PLC0415 - only the demo needs it
+    from pipeline.sim.server import SimServer  # noqa: PLC0415 - see pipeline.cli
 
     with SimServer() as server:
         # The demo's reader wants the table, not a JSON event per stage; the events are
@@ -86,11 +80,20 @@ def demo(
             log_level=quiet,
         )
         summary = _run(settings, DEMO_ITEMS, out)
-    console.print(summary_table(summary, f"quoteguard demo: {model} (simulated)"))
+    _print_summary(summary, f"quoteguard demo: {model} (simulated)", out)
+
+
+def _print_summary(summary: RunSummary, title: str, out: Path) -> None:
+    from pipeline.cli.render import console, summary_table  # noqa: PLC0415 - see pipeline.cli
+
+    console.print(summary_table(summary, title))
     console.print(f"Decisions written to {out}")
 
 
 def _settings(**overrides: object) -> Settings:
+    from pipeline.config import load_settings  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.log import configure_logging  # noqa: PLC0415
+
     try:
         settings = load_settings(**overrides)
     except ValueError as exc:
@@ -100,6 +103,12 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _run(settings: Settings, input_path: Path, out: Path) -> RunSummary:
+    from pipeline.batch import run_batch  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415
+    from pipeline.inputs import read_items  # noqa: PLC0415
+    from pipeline.runner import Moderator  # noqa: PLC0415
+    from pipeline.summary import RunSummary  # noqa: PLC0415
+
     try:
         moderator = Moderator.from_settings(settings)
     except QuoteguardError as exc:
@@ -129,6 +138,16 @@ def _count_lines(path: Path) -> int:
 
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[], None]]:
+    from rich.progress import (  # noqa: PLC0415 - see pipeline.cli
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from pipeline.cli.render import console  # noqa: PLC0415
+
     columns = (
         TextColumn("moderating"),
         BarColumn(),

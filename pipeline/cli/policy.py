@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pipeline.policies import PolicySet
     from pipeline.policies.testing import Case, Report
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)  # plain help: see pipeline.cli
 
 PathArg = Annotated[Path, typer.Argument(help="A policy file or a folder of them.")]
 

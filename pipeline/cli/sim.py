@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from pipeline.errors import QuoteguardError
-from pipeline.policies import load_policies
-from pipeline.sim.config import FaultConfig, FaultKind, LatencyConfig, SimConfig
-from pipeline.sim.golden import generate_from_policies, write_jsonl
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="sim", help="The simulated OpenAI-compatible model.")
 
 
 @app.command()
@@ -53,7 +51,11 @@ def serve(
     Pick a behaviour with the model name: sim-calibrated, sim-collapsed, and either with
     '+hallucinating'. Point any OpenAI client at http://HOST:PORT/v1 with any API key.
     """
-    from pipeline.sim.server import serve as run  # noqa: PLC0415 - uvicorn loads only to serve
+    # Heavy imports inside the command (see pipeline.cli): uvicorn loads only to serve.
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from pipeline.sim.config import FaultConfig, LatencyConfig, SimConfig  # noqa: PLC0415
+    from pipeline.sim.server import serve as run  # noqa: PLC0415
 
     try:
         config = SimConfig(
@@ -65,7 +67,7 @@ def serve(
                 timeout=timeout,
                 malformed=malformed,
                 truncated=truncated,
-                script=tuple(_fault_kind(s) for s in script or ()),
+                script=tuple(FaultConfig.model_validate({"script": script or []}).script),
                 retry_after_ms=retry_after_ms,
                 timeout_s=timeout_s,
             ),
@@ -77,11 +79,6 @@ def serve(
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"simulated model on http://{host}:{port}/v1 (seed {seed})")
     run(config, host=host, port=port)
-
-
-def _fault_kind(value: str) -> FaultKind:
-    config = FaultConfig.model_validate({"script": [value]})
-    return config.script[0]
 
 
 @app.command()
@@ -100,6 +97,10 @@ def golden(
     One line per item: {"id", "text", "meta": {"kind", ...}, "label": {"violation",
     "rule_ids", "quotes"}}.
     """
+    from pipeline.errors import QuoteguardError  # noqa: PLC0415 - see pipeline.cli
+    from pipeline.policies import load_policies  # noqa: PLC0415
+    from pipeline.sim.golden import generate_from_policies, write_jsonl  # noqa: PLC0415
+
     try:
         policy_set = load_policies(policies)
     except QuoteguardError as exc:
