@@ -2,7 +2,7 @@
 
 The simulator gets no side channel to the policy files; it parses the prompt the client
 sent, as a model would read it (format: `pipeline.prompt.render_policies`). The content is
-found by the exact per-request markers, so a fake `<<<END ...>>>` inside the content is
+found by the exact per-request markers, so a fake closing marker inside the content is
 just more content.
 """
 
@@ -125,8 +125,7 @@ def parse_rules(system: str) -> tuple[RuleView, ...]:
 def fenced_content(text: str) -> str | None:
     """The content between the real markers of a user message, or None if it has none.
 
-    The nonce is taken from the first opening marker (the instruction sentence names it
-    before the fence). The fence opens at that marker followed by a newline and closes at
+    The nonce is taken from the first opening marker (the message starts with it). The fence opens at that marker followed by a newline and closes at
     the *last* closing marker: content cannot contain the real nonce, so any marker it
     carries is either a different nonce or before the real close.
     """
