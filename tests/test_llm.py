@@ -15,6 +15,7 @@ from pipeline.llm import REASK_PROMPT, LLMClient
 from pipeline.models import ContentItem, Decision
 from pipeline.policies import load_policies
 from pipeline.runner import Moderator
+from workers.settings import SDK_MAX_BACKOFF_S, WorkerSettings, longest_task_s
 
 PIPELINE = Path(__file__).resolve().parent.parent / "pipeline"
 VALID = json.dumps({"findings": []})
@@ -138,3 +139,16 @@ class TestCallsCounted:
         decision = moderate(handler, config)
         assert decision.errors[0].kind == "llm_invalid_output"
         assert decision.usage.calls == len(calls) == call_budget(config).calls == 6
+
+
+class TestVisibilityCheck:
+    def test_longest_task_is_bounded_by_the_call_budget(self) -> None:
+        """The workers' start-up bound counts every call of the budget, fallback included."""
+        worker = WorkerSettings()
+        per_call = Settings().timeout_s + worker.rate_wait_max_s
+        plain = settings()
+        sampled = settings(fallback={"enabled": True})
+        assert call_budget(plain).calls == 12
+        assert call_budget(sampled).calls == 16
+        extra = longest_task_s(worker, sampled) - longest_task_s(worker, plain)
+        assert extra == per_call * 4 + SDK_MAX_BACKOFF_S * 3
