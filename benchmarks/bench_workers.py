@@ -230,6 +230,10 @@ def run() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument(
+        "--only", action="append", default=None, help="pool:concurrency to run (repeatable)"
+    )
+    parser.add_argument("--no-overhead", action="store_true", help="skip the per-item overhead")
     args = parser.parse_args()
     cpu = platform.processor() or "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -247,6 +251,8 @@ def run() -> None:
         ("threads", 64),
         ("gevent", 64),
     ]
+    if args.only:
+        runs = [(pool, int(c)) for pool, c in (o.split(":") for o in args.only)]
     print(f"\n### {args.items} items, simulator latency fixed at {args.latency_ms:.0f} ms\n")
     print("| pool | concurrency | bound items/s | items/s | share of bound | worker CPU ms/item |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -259,6 +265,8 @@ def run() -> None:
                 f"{got['rate'] / bound:.0%} | {got['cpu_ms']:.1f} |",
                 flush=True,
             )
+    if args.no_overhead:
+        return
     print("\n### Per-item overhead, one item at a time, no simulated latency\n")
     with simulator(0) as base_url:
         direct = in_process_ms(base_url, 100)
