@@ -125,8 +125,9 @@ def parse_rules(system: str) -> tuple[RuleView, ...]:
 def fenced_content(text: str) -> str | None:
     """The content between the real markers of a user message, or None if it has none.
 
-    The nonce is taken from the first opening marker (the message starts with it). The fence opens at that marker followed by a newline and closes at
-    the *last* closing marker: content cannot contain the real nonce, so any marker it
+    The nonce is taken from the first opening marker (the message starts with it). The
+    fence opens at that marker followed by a newline and closes at the *last* closing
+    marker: content cannot contain the real nonce, so any marker it
     carries is either a different nonce or before the real close.
     """
     found = _OPEN.search(text)
