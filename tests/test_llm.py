@@ -152,3 +152,36 @@ class TestVisibilityCheck:
         assert call_budget(sampled).calls == 16
         extra = longest_task_s(worker, sampled) - longest_task_s(worker, plain)
         assert extra == per_call * 4 + SDK_MAX_BACKOFF_S * 3
+
+
+class TestModes:
+    def test_json_mode_puts_the_schema_in_the_system_message(self) -> None:
+        """output_mode=json: json_object format, schema appended to the cached system prompt."""
+        bodies: list[dict[str, object]] = []
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            bodies.append(json.loads(request.content))
+            return completion(VALID)
+
+        decision = moderate(handler, settings(output_mode="json"))
+        assert decision.errors == []
+        body = bodies[0]
+        assert body["response_format"] == {"type": "json_object"}
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        assert '"findings"' in messages[0]["content"]
+        assert messages[1]["role"] == "user"
+
+    def test_json_schema_mode_sends_the_schema_as_response_format(self) -> None:
+        """output_mode=json_schema: the schema travels in response_format, prompt untouched."""
+        bodies: list[dict[str, object]] = []
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            bodies.append(json.loads(request.content))
+            return completion(VALID)
+
+        moderate(handler, settings())
+        response_format = bodies[0]["response_format"]
+        assert isinstance(response_format, dict)
+        assert response_format["type"] == "json_schema"
+        assert response_format["json_schema"]["name"] == "ModerationResult"
