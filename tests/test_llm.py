@@ -185,3 +185,19 @@ class TestModes:
         assert isinstance(response_format, dict)
         assert response_format["type"] == "json_schema"
         assert response_format["json_schema"]["name"] == "ModerationResult"
+
+
+class TestProviderShapes:
+    def test_a_response_off_the_openai_shape_still_parses(self) -> None:
+        """A provider's own shape (no `created`, another `object`) is read leniently."""
+
+        def handler(_: httpx2.Request) -> httpx2.Response:
+            body = json.loads(completion(VALID).content)
+            del body["created"]
+            body["object"] = "chat.completion.vendor"
+            return httpx2.Response(200, json=body)
+
+        decision = moderate(handler, settings())
+        assert decision.errors == []
+        assert decision.outcome == "no_violation"
+        assert decision.usage.prompt_tokens == 10
