@@ -1,15 +1,17 @@
 """The one place that talks to the model: client factory, the structured call, error mapping.
 
 Any OpenAI-compatible endpoint (OpenAI, Azure's v1 endpoint, vLLM, Ollama, llama.cpp server,
-the bundled simulator) goes through the `openai` SDK wrapped by `instructor`, in a mode that
-puts the JSON in the message content: providers return no logprobs for tool-call arguments.
+the bundled simulator) goes through the `openai` SDK, in an `instructor` mode that puts the
+JSON in the message content: providers return no logprobs for tool-call arguments.
 
 Two retry layers, never mixed:
 - transport: the SDK's own retries on 429/5xx/timeouts/connection errors, with backoff that
   honours Retry-After (`max_transport_retries`);
-- validation: instructor re-asks with the validation error when the JSON does not fit the
-  schema (`max_reasks`).
-Everything the SDK or instructor raises is translated here into `pipeline.errors`.
+- validation: a re-ask with the validation error (instructor's JSON-mode message) when the
+  JSON does not fit the schema (`max_reasks`).
+instructor shapes the request for the mode (schema in `response_format`, or in the system
+message for JSON mode), once per policy set; the request goes out through the SDK's `post`.
+Everything the SDK raises is translated here into `pipeline.errors`.
 
 Nothing else talks to the model: `LLMClient.moderate` is the main call, `LLMClient.sample`
 the extra n-choice call of the fallback; `usage_of` is the one place a completion and the
@@ -32,7 +34,6 @@ from typing import Any, Protocol
 import httpx2
 import instructor
 import openai
-from instructor.core.exceptions import InstructorRetryException
 from instructor.processing.response import handle_response_model
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import ValidationError
@@ -155,7 +156,6 @@ class LLMClient:
             max_retries=settings.max_transport_retries,
             http_client=http_client,
         )
-        self.instructor = instructor.from_openai(self.openai, mode=MODES[settings.output_mode])
 
     def close(self) -> None:
         self.openai.close()
@@ -347,7 +347,7 @@ def _counted(error: LLMError, calls: int) -> LLMError:
 
 
 def translate_error(exc: BaseException, *, calls: int = 0) -> LLMError:
-    """Map SDK/instructor exceptions onto the project's transient/request/invalid errors.
+    """Map SDK exceptions onto the project's transient/request/invalid errors.
 
     Our own error raised inside the SDK (the rate gate, from the request hook) arrives
     wrapped as a connection error; it is returned as it was, Retry-After included. Either
@@ -357,9 +357,7 @@ def translate_error(exc: BaseException, *, calls: int = 0) -> LLMError:
 
 
 def _sdk_error(exc: BaseException, calls: int) -> LLMError:
-    cause: BaseException = exc
-    if isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
-        cause = exc.__cause__
+    cause = exc
     if isinstance(cause, openai.APITimeoutError):
         return LLMTransientError(f"timed out after {calls} call(s)")
     if isinstance(cause, openai.APIConnectionError):
@@ -373,12 +371,7 @@ def _sdk_error(exc: BaseException, calls: int) -> LLMError:
                 retry_after=_retry_after(cause.response.headers),
             )
         return LLMRequestError(f"provider refused the request: {status}", status_code=status)
-    if isinstance(exc, InstructorRetryException):
-        return LLMRetriesExhausted(
-            attempts=exc.n_attempts,
-            last_error=_first_line(str(exc)),
-            last_completion=_completion_text(exc.last_completion),
-        )
+    # Anything else (a body that is not JSON at all, say) is an answer we could not use.
     return LLMRetriesExhausted(attempts=calls, last_error=_first_line(f"{exc!r}"))
 
 
@@ -408,12 +401,6 @@ def _retry_after(headers: httpx2.Headers) -> float | None:
 
 def _first_line(text: str, limit: int = 300) -> str:
     return text.strip().splitlines()[0][:limit] if text.strip() else text
-
-
-def _completion_text(completion: object) -> str | None:
-    if isinstance(completion, ChatCompletion) and completion.choices:
-        return completion.choices[0].message.content
-    return None
 
 
 def elapsed_ms(start: float) -> float:
