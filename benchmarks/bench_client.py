@@ -27,60 +27,21 @@ import json
 import logging
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import structlog
+from simulator import TEXTS, simulator
 
 from pipeline.config import load_settings
 from pipeline.models import ContentItem
 from pipeline.runner import Moderator
-
-ROOT = Path(__file__).resolve().parent.parent
-TEXTS = [
-    "Lovely weather today, see you at the market on Saturday.",
-    "You are a worthless idiot and nobody wants you here.",
-    "Thanks for the help yesterday, the recipe worked perfectly.",
-    "Shut up, you pathetic moron, you embarrass everyone.",
-]
-SIM = """
-import sys, uvicorn
-from pipeline.sim.server import create_app
-uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def simulator() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", SIM, str(port)], env=env)  # noqa: S603
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx2.get(f"{base}/health", timeout=1)
-                break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        yield f"{base}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def cpu_ms_per_item(run: Callable[[int], None], items: int) -> float:
@@ -158,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    with simulator() as base_url:
+    with simulator(0) as base_url:
         ours, bodies = quoteguard_client(base_url)
         for n in range(len(TEXTS) * 2):  # warm up: connections, caches, captured bodies
             ours(n)
