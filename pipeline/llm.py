@@ -370,9 +370,24 @@ def _sdk_error(exc: BaseException, calls: int) -> LLMError:
                 status_code=status,
                 retry_after=_retry_after(cause.response.headers),
             )
-        return LLMRequestError(f"provider refused the request: {status}", status_code=status)
+        # The provider's reason says what to fix (a wrong key, an unknown model); logs and
+        # Decisions redact and escape it like any other text.
+        return LLMRequestError(
+            f"provider refused the request: {status}: {_provider_reason(cause)}",
+            status_code=status,
+        )
     # Anything else (a body that is not JSON at all, say) is an answer we could not use.
     return LLMRetriesExhausted(attempts=calls, last_error=_first_line(f"{exc!r}"))
+
+
+def _provider_reason(error: openai.APIStatusError) -> str:
+    """The error body's message (OpenAI's shape), else the first line of the body."""
+    body = error.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    if isinstance(message, str) and message.strip():
+        return _first_line(message)
+    return _first_line(error.response.text) or "no reason given"
 
 
 def _own_error(exc: BaseException) -> LLMError | None:

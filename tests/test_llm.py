@@ -201,3 +201,17 @@ class TestProviderShapes:
         assert decision.errors == []
         assert decision.outcome == "no_violation"
         assert decision.usage.prompt_tokens == 10
+
+    def test_a_refusal_carries_the_providers_reason(self) -> None:
+        """A 4xx Decision says why the provider refused (an unknown model, say), not only 404."""
+
+        def handler(_: httpx2.Request) -> httpx2.Response:
+            body = {"error": {"message": "The model `m` does not exist", "type": "invalid"}}
+            return httpx2.Response(404, json=body)
+
+        decision = moderate(handler, settings())
+        assert decision.errors[0].kind == "llm_request"
+        assert decision.errors[0].message == (
+            "provider refused the request: 404: The model `m` does not exist"
+        )
+        assert decision.usage.calls == 1
