@@ -52,6 +52,7 @@ class TestHelpStaysLight:
             ["sim", "serve", "--help"],
             ["submit", "--help"],
             ["review", "resolve", "--help"],
+            ["review", "serve", "--help"],
             ["policy", "lint", "--help"],
         ],
     )

@@ -304,6 +304,7 @@ def review_export(
         for example in queue.labelled(after):
             _emit(example)
         return
+    from pipeline.log import printable  # noqa: PLC0415
     from workers.review_export import golden_from_reviews  # noqa: PLC0415
 
     export = golden_from_reviews(queue.labelled(after), model)
@@ -331,6 +332,7 @@ def review_add_user(
     """Create a reviewer account (or set its password and role); asks for the password."""
     from pipeline.errors import ConfigError  # noqa: PLC0415
     from workers.review_web.users import UserStore  # noqa: PLC0415
+    from workers.settings import redis_client, worker_settings  # noqa: PLC0415
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -359,10 +361,13 @@ def review_serve(
     # Imported here: the web stack is only needed by this command.
     import uvicorn  # noqa: PLC0415
 
+    from pipeline.config import load_settings  # noqa: PLC0415
     from pipeline.policies import load_policies  # noqa: PLC0415
+    from workers.review_queue import ReviewQueue  # noqa: PLC0415
     from workers.review_web.app import create_app, session_secret  # noqa: PLC0415
     from workers.review_web.config import ReviewWebSettings  # noqa: PLC0415
     from workers.review_web.users import UserStore  # noqa: PLC0415
+    from workers.settings import redis_client, worker_settings  # noqa: PLC0415
 
     web = ReviewWebSettings()
     settings = worker_settings()
