@@ -264,6 +264,34 @@ class TestDiff:
         assert "HATE.1:" not in done.stdout
         assert f"{decisions}:3: not a Decision" in done.stderr
 
+    def test_hostile_decisions_lines(self, tmp_path: Path) -> None:
+        """Deeply nested, wrongly shaped and non-UTF-8 lines are each named; the rest is read."""
+        decisions = tmp_path / "decisions.jsonl"
+        decisions.write_bytes(
+            b"[" * 100_000
+            + b"]" * 100_000
+            + b"\n"
+            + b'{"findings": {"rule_id": "SPAM.1"}}\n'
+            + b"\xff\xfe{}\n"
+            + b'{"findings": [{"rule_id": "EVIL\\u001b[31m.1"}]}\n'
+        )
+        done = quoteguard(
+            "policy",
+            "diff",
+            str(default_policies_dir()),
+            str(default_policies_dir()),
+            "--decisions",
+            str(decisions),
+        )
+        assert done.returncode == 0
+        problems = done.stderr.splitlines()
+        assert [line.split(": not a Decision")[0] for line in problems] == [
+            f"{decisions}:{n}" for n in (1, 2, 3)
+        ]
+        assert "findings: Input should be a valid array" in problems[1]
+        assert "1 decision read" in done.stdout
+        assert "EVIL\\u001b[31m.1: cited by 1 finding, in neither set" in done.stdout
+
     def test_no_change(self) -> None:
         """The same set twice: the versions match and nothing is listed."""
         done = quoteguard(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TextIO
 
 import typer
 
@@ -34,11 +34,12 @@ def register(app_: typer.Typer) -> None:
     app_.add_typer(app, name="policy", help="Lint, show, test and diff policy files.")
 
 
-def _out(line: str = "") -> None:
-    """A line on stdout with control characters escaped: policy text is user-written."""
+def _out(line: str = "", stream: TextIO | None = None) -> None:
+    """A line on stdout (or `stream`) with control characters escaped: policy text and
+    Decisions files are user-written."""
     from pipeline.log import printable  # noqa: PLC0415 - keep start-up fast
 
-    sys.stdout.write(printable(line) + "\n")
+    (stream or sys.stdout).write(printable(line) + "\n")
 
 
 def _load(path: Path) -> PolicySet:
@@ -308,9 +309,9 @@ def diff(
         return
     cited = cited_ids(decisions, before, after)
     for problem in cited.problems:
-        sys.stderr.write(problem + "\n")
+        _out(problem, sys.stderr)
     _out()
-    _out(f"{cited.decisions} decisions read from {decisions}")
+    _out(f"{_count(cited.decisions, 'decision')} read from {decisions}")
     if not cited.removed and not cited.unknown:
         _out("every rule id they cite exists in the new set")
     for rule_id, count in sorted(cited.removed.items()):

@@ -8,11 +8,12 @@ that are gone, and calibration or review data built on them needs a look.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
 
 from pipeline.policies.model import Policy, PolicySet, Rule
 
@@ -96,6 +97,16 @@ class CitedIds:
     problems: list[str] = field(default_factory=list)  # lines that are not Decisions
 
 
+class _CitedFinding(BaseModel):
+    rule_id: str
+
+
+class _Cited(BaseModel):
+    """The part of a recorded Decision the diff reads; other fields may be anything."""
+
+    findings: list[_CitedFinding]
+
+
 def cited_ids(path: Path, old: PolicySet, new: PolicySet) -> CitedIds:
     """Read a Decisions JSONL file; a bad line is named and skipped, the rest is read."""
     found = CitedIds()
@@ -103,15 +114,20 @@ def cited_ids(path: Path, old: PolicySet, new: PolicySet) -> CitedIds:
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
+            # pydantic's JSON parser, not json.loads: a line nested thousands deep is a
+            # bad line here, where json.loads would raise RecursionError.
             try:
-                decision = json.loads(raw)
-                findings = decision["findings"]
-                ids = [str(f["rule_id"]).strip() for f in findings]
-            except (ValueError, KeyError, TypeError) as exc:
-                found.problems.append(f"{path}:{number}: not a Decision ({exc.__class__.__name__})")
+                decision = _Cited.model_validate_json(raw)
+            except ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in error["loc"])
+                found.problems.append(
+                    f"{path}:{number}: not a Decision: {where + ': ' if where else ''}"
+                    f"{error['msg']}"
+                )
                 continue
             found.decisions += 1
-            for rule_id in ids:
+            for rule_id in (finding.rule_id.strip() for finding in decision.findings):
                 if rule_id in new:
                     continue
                 (found.removed if rule_id in old else found.unknown)[rule_id] += 1
