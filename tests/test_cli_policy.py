@@ -206,6 +206,17 @@ class TestRunExamples:
         unknown = quoteguard("policy", "test", str(PROSE), "--sim", "--only", "GH9.z")
         assert unknown.returncode == 2
 
+    def test_junit_xml_with_nowhere_to_go(self, tmp_path: Path) -> None:
+        """A --junit-xml path in a missing folder is a usage error before any example runs."""
+        junit = tmp_path / "missing" / "junit.xml"
+        done = quoteguard(
+            "policy", "test", str(PROSE), "--sim", "--only", "GH2.a", "--junit-xml", str(junit)
+        )
+        assert done.returncode == 2
+        assert "--junit-xml" in done.stderr
+        assert "PASS" not in done.stdout
+        assert "FAIL" not in done.stdout
+
     def test_needs_an_endpoint(self) -> None:
         """Without --sim, a key or --base-url it is a usage error, not a network call."""
         done = quoteguard_process("policy", "test", str(PROSE))

@@ -180,7 +180,8 @@ def run_examples(
     ] = False,
     base_url: BaseUrlOpt = None,
     junit_xml: Annotated[
-        Path | None, typer.Option("--junit-xml", help="Also write a JUnit XML report here.")
+        Path | None,
+        typer.Option("--junit-xml", dir_okay=False, help="Also write a JUnit XML report here."),
     ] = None,
     only: Annotated[
         list[str] | None,
@@ -195,6 +196,11 @@ def run_examples(
     """
     from pipeline.policies.testing import cases  # noqa: PLC0415
 
+    if junit_xml is not None and not junit_xml.absolute().parent.is_dir():
+        # Said before the run, not after it has spent minutes on a real model.
+        raise typer.BadParameter(
+            f"no folder {junit_xml.parent} to write it in", param_hint="--junit-xml"
+        )
     policies = _load(path)
     todo = cases(policies)
     if only:
@@ -212,7 +218,11 @@ def run_examples(
     for line in report.lines():
         _out(line)
     if junit_xml is not None:
-        report.write_junit(junit_xml, f"quoteguard policy test {path}")
+        try:
+            report.write_junit(junit_xml, f"quoteguard policy test {path}")
+        except OSError as exc:
+            _out(f"cannot write the JUnit XML to {junit_xml}: {exc.strerror}", sys.stderr)
+            raise typer.Exit(1) from exc
         sys.stderr.write(f"JUnit XML written to {junit_xml}\n")
     if report.failed:
         raise typer.Exit(1)
