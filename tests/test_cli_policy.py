@@ -154,6 +154,25 @@ class TestShow:
         assert "\u202e" not in done.stdout
         assert "BUY \\u001b[2J\\u202eNOW" in done.stdout
 
+    def test_hostile_text_is_escaped_in_json(self, tmp_path: Path) -> None:
+        """--json escapes bidi and C1 controls too, and a JSON reader gets the text back."""
+        example = "BUY \x1b[2J\u202eNOW \x9b31m 买"
+        path = tmp_path / "spam.md"
+        path.write_text(
+            "# Spam\n\nAds.\n\n## SPAM.1 Ads\nSeverity: low\n\nNo ads.\n\n### Violates\n"
+            f"- {example}\n",
+            encoding="utf-8",
+        )
+        shown = quoteguard("policy", "show", str(path), "--json")
+        (path.parent / "broken.md").write_text(f"# Broken\n\nX.\n\n## {example}\n", "utf-8")
+        linted = quoteguard("policy", "lint", str(tmp_path), "--format", "json")
+        for out in (shown.stdout, linted.stdout):
+            assert not {"\x1b", "\u202e", "\x9b"} & set(out)
+            assert "买" in out
+        assert json.loads(shown.stdout)["policies"][0]["rules"][0]["examples"] == [example]
+        messages = [d["message"] for d in json.loads(linted.stdout)["diagnostics"]]
+        assert any(example in message for message in messages)
+
     def test_broken_set(self) -> None:
         """A set that does not load exits 1 with every problem and where it is."""
         done = quoteguard("policy", "show", str(BAD / "missing_severity.md"))

@@ -42,6 +42,20 @@ def _out(line: str = "", stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(printable(line) + "\n")
 
 
+def _out_json(doc: object) -> None:
+    """One JSON document on stdout: other scripts stay readable, but control and format
+    characters (bidi overrides, C1 escapes such as U+009B) are \\u escapes, which a JSON
+    reader turns back into the same text and a terminal does not obey."""
+    import unicodedata  # noqa: PLC0415
+
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    escaped = (
+        json.dumps(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf") and c != "\n" else c
+        for c in text
+    )
+    sys.stdout.write("".join(escaped) + "\n")
+
+
 def _load(path: Path) -> PolicySet:
     """The set, or its problems on stderr and exit 1: a broken set is a finding here."""
     from pipeline.errors import PolicyError  # noqa: PLC0415
@@ -88,7 +102,7 @@ def lint(
             "token_estimate": ESTIMATE_METHOD,
             "codes": CODES,
         }
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        _out_json(doc)
     else:
         for diagnostic in result.diagnostics:
             _out(str(diagnostic))
@@ -115,7 +129,7 @@ def show(
     """Print the parsed set: ids, titles, severities, rule texts, examples, the version."""
     policies = _load(path)
     if as_json:
-        sys.stdout.write(json.dumps(_show_doc(policies), indent=2, ensure_ascii=False) + "\n")
+        _out_json(_show_doc(policies))
         return
     rules = len(policies.rules)
     _out(f"policy set {policies.version}: {len(policies.policies)} policies, {rules} rules")
