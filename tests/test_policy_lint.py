@@ -245,6 +245,20 @@ class TestCleanSets:
         assert (result.errors, result.warnings) == (1, 1)
 
 
+class TestHostileFiles:
+    @pytest.mark.timeout(60)  # the old patterns took hours here; fail, do not hang CI
+    def test_long_runs_of_spaces(self, tmp_path: Path) -> None:
+        """A line with a long run of spaces is linted like any other line, not backtracked on."""
+        spaces = " " * 100_000
+        files = {
+            "a.md": GOOD.replace("Severity: medium", f"Severity: medium{spaces}x"),
+            "p.md": PROSE + f"- GH2.b Stated{spaces}hatred\n",
+        }
+        found = lint([write(tmp_path, files)]).diagnostics
+        assert only(found, "PE302").line == 6
+        assert (only(found, "PE201").path.name, only(found, "PE201").line) == ("p.md", 14)
+
+
 class TestTokenEstimate:
     @pytest.mark.parametrize(
         ("text", "tokens"),

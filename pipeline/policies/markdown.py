@@ -36,7 +36,9 @@ from pipeline.policies.parsed import ParsedFile, Reporter
 
 #: `## HARASSMENT.1 Title`, `## HARASSMENT.1: Title`, `## HARASSMENT.1 — Title`.
 _RULE_HEADING = re.compile(r"^(?P<id>[^\s:–—-]+)\s*[:–—-]?\s*(?P<title>.*)$", re.DOTALL)
-_SEVERITY_LINE = re.compile(r"^\s*severity\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
+#: The value is stripped by the caller: a lazy `(.*?)\s*$` backtracks quadratically on a
+#: line with a long run of spaces inside.
+_SEVERITY_LINE = re.compile(r"^\s*severity\s*:(?P<value>.*)$", re.IGNORECASE)
 _SECTIONS: dict[str, Literal["violating", "non_violating"]] = {
     "violates": "violating",
     "does not violate": "non_violating",
@@ -288,7 +290,7 @@ class _PolicyParser(Reporter):
             for offset, (written, read) in enumerate(zip(source, plain, strict=False)):
                 severity = _SEVERITY_LINE.match(read)
                 if severity:
-                    self.severity(draft, severity["value"], line + offset)
+                    self.severity(draft, severity["value"].strip(), line + offset)
                 else:
                     kept.append(written)
             text = _unwrap(kept)

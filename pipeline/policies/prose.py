@@ -29,8 +29,13 @@ from pipeline.policies.parsed import ParsedFile, Reporter
 #: `🚫 Likely Spam (SP2 – Medium Confidence)`: the tier id and its label in parentheses at
 #: the end of a line.
 _TIER = re.compile(rf"^(?P<name>.*?)\(\s*(?P<id>{TIER_ID})\s*[–—:-]\s*(?P<label>[^()]*)\)$")
-#: `SP2.a Cold promotion – “Check out my course”`.
-_RULE = re.compile(rf"^(?P<id>{TIER_RULE_ID})\s+(?P<name>.+?)\s+[–—-]+\s+(?P<example>.+)$")
+#: `SP2.a Cold promotion – “Check out my course”`: the name ends at the first dash between
+#: spaces. The possessive quantifiers and the look-behind (the separator starts where a run
+#: of spaces starts) keep the match linear: with plain `\s+` a long run of spaces in a line
+#: cost minutes of backtracking.
+_RULE = re.compile(
+    rf"^(?P<id>{TIER_RULE_ID})\s++(?P<name>.+?)(?<!\s)\s++[–—-]++\s++(?P<example>.+)$"
+)
 #: What starts like a rule line and so must be one: `SP2.a`, `SP2.A`, `SP2.a:`.
 _RULE_LIKE = re.compile(rf"^{TIER_ID}\.\w")
 _FIELD = re.compile(r"^(?P<name>severity|output)\s*:\s*(?P<value>.*)$", re.IGNORECASE)
