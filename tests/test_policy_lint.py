@@ -258,6 +258,24 @@ class TestHostileFiles:
         assert only(found, "PE302").line == 6
         assert (only(found, "PE201").path.name, only(found, "PE201").line) == ("p.md", 14)
 
+    @pytest.mark.parametrize(
+        ("header", "line", "col", "phrase"),
+        [
+            ("id: !!python/object/apply:os.system [x]", 2, 5, "could not determine a constructor"),
+            ("id: SPAM\ntitle: [unclosed", 3, 17, "expected ',' or ']'"),
+            ("id: SPAM\n\ttitle: Spam", 3, 1, "found character '\\t'"),
+        ],
+    )
+    def test_bad_yaml_header(
+        self, tmp_path: Path, header: str, line: int, col: int, phrase: str
+    ) -> None:
+        """A header YAML cannot read is one PE502 line at the file's line, never run."""
+        files = {"a.md": f"---\n{header}\n---\n{GOOD}"}
+        found = only(lint([write(tmp_path, files)]).diagnostics, "PE502")
+        assert (found.line, found.col) == (line, col)
+        assert phrase in found.message
+        assert "\n" not in found.message
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(

@@ -95,9 +95,14 @@ def _parse(text: str, path: Path, split: Split) -> Header:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        # PyYAML's own text spans several lines and counts lines from the header's start;
+        # the diagnostic is one line with the file's line and column.
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1  # +1 for 0-based, +1 for '---'
-        return problem("PE502", line, 1, f"the header is not valid YAML: {exc}")
+        col = mark.column + 1 if mark is not None else 1
+        what = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        said = ", ".join(str(part) for part in what if part) or str(exc).splitlines()[0]
+        return problem("PE502", line, col, f"the header is not valid YAML: {said}")
     if node is None:
         return Header()
     if not isinstance(node, yaml.MappingNode) or not isinstance(values, dict):
