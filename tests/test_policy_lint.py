@@ -276,6 +276,11 @@ class TestHostileFiles:
         assert phrase in found.message
         assert "\n" not in found.message
 
+    def test_a_file_copied(self, tmp_path: Path) -> None:
+        """A policy file twice is one PE202 per rule, not a warning per example as well."""
+        found = lint([write(tmp_path, {"a.md": GOOD, "b.md": GOOD})]).diagnostics
+        assert sorted(d.code for d in found) == ["PE202", "PE203"]
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(
