@@ -281,6 +281,12 @@ class TestHostileFiles:
         found = lint([write(tmp_path, {"a.md": GOOD, "b.md": GOOD})]).diagnostics
         assert sorted(d.code for d in found) == ["PE202", "PE203"]
 
+    def test_header_never_closed(self, tmp_path: Path) -> None:
+        """A header with no closing '---' is that one problem, not the body's follow-ons."""
+        prose = PROSE.replace("format: prose\n---\n", "format: prose\n")
+        found = lint([write(tmp_path, {"p.md": prose})]).diagnostics
+        assert [(d.code, d.line) for d in found] == [("PE502", 1)]
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(

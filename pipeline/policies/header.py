@@ -68,6 +68,9 @@ class Split:
     body: str
     header_lines: dict[str, int] = field(default_factory=dict)  # field -> line
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: False when the header is never closed: where the body starts is unknown, so what a
+    #: parser said of it would be about the header's lines.
+    closed: bool = True
 
 
 def split_header(path: Path, source: str) -> Split:
@@ -78,7 +81,8 @@ def split_header(path: Path, source: str) -> Split:
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in (_FENCE, "...")), None)
     if end is None:
         problem = "the front-matter header opened on line 1 is never closed by a '---' line"
-        return Split(Header(), source, diagnostics=[Diagnostic(path, 1, 1, "PE502", problem)])
+        diagnostics = [Diagnostic(path, 1, 1, "PE502", problem)]
+        return Split(Header(), source, diagnostics=diagnostics, closed=False)
     # Blank lines in place of the header keep every line number of the body right.
     body = "\n" * (end + 1) + "\n".join(lines[end + 1 :])
     split = Split(Header(), body)

@@ -98,6 +98,8 @@ def parse_file(path: Path) -> ParsedFile:
     if isinstance(source, Diagnostic):
         return ParsedFile(path, None, [], [source])
     split = split_header(path, source)
+    if not split.closed:
+        return ParsedFile(path, None, source.splitlines(), split.diagnostics)
     parse = PARSERS[split.header.format]
     try:
         parsed = parse(path, split.body, split.header, split.header_lines)
