@@ -287,6 +287,11 @@ class TestHostileFiles:
         found = lint([write(tmp_path, {"p.md": prose})]).diagnostics
         assert [(d.code, d.line) for d in found] == [("PE502", 1)]
 
+    def test_a_file_named_twice(self, tmp_path: Path) -> None:
+        """A file named on its own and through its folder is one file, not its own duplicate."""
+        folder = write(tmp_path, {"a.md": GOOD})
+        assert lint([folder, folder / "a.md"]).diagnostics == []
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(

@@ -65,12 +65,16 @@ def parse_paths(paths: Iterable[Path]) -> tuple[list[ParsedFile], list[Diagnosti
     """Every file under the paths parsed, and every problem, cross-file ones included."""
     parsed: list[ParsedFile] = []
     diagnostics: list[Diagnostic] = []
+    seen: set[Path] = set()  # `lint policies/ policies/spam.md` reads spam.md once
     for path in paths:
         files = policy_files(Path(path))
         if isinstance(files, Diagnostic):
             diagnostics.append(files)
             continue
         for file in files:
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
             one = parse_file(file)
             parsed.append(one)
             diagnostics.extend(one.diagnostics)
