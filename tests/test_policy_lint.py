@@ -292,6 +292,20 @@ class TestHostileFiles:
         folder = write(tmp_path, {"a.md": GOOD})
         assert lint([folder, folder / "a.md"]).diagnostics == []
 
+    @pytest.mark.parametrize(
+        ("name", "text", "line"),
+        [
+            ("a.md", GOOD.replace("HARASSMENT.1 Insults", "HARASSMENT.1\u202e\x1b[31m Insults"), 5),
+            ("p.md", PROSE + "- GH2.b Repeated “I hate women.”\n", 14),
+        ],
+    )
+    def test_unreadable_rule_line_is_one_problem(
+        self, tmp_path: Path, name: str, text: str, line: int
+    ) -> None:
+        """A rule line that cannot be read is PE201 alone, not also a reference to itself."""
+        found = lint([write(tmp_path, {name: text})]).diagnostics
+        assert [(d.code, d.line) for d in found] == [("PE201", line)]
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(

@@ -89,7 +89,12 @@ def _references(parsed: list[ParsedFile]) -> Iterator[Diagnostic]:
     for one in parsed:  # a file with errors still defines the ids of its rule headings
         defined.update(_ids(one.lines[n - 1] for n in one.heading_lines))
     for one in parsed:
+        # A rule line that could not be read is reported already (PE201); the id on it is
+        # its own, not a reference.
+        unread = {d.line for d in one.diagnostics if d.code == "PE201"}
         for number, line in _text_lines(one):
+            if number in unread:
+                continue
             for match in _REFERENCE.finditer(line):
                 if match[1] not in defined:
                     yield Diagnostic(
