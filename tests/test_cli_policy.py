@@ -133,6 +133,14 @@ class TestShow:
         assert all(rule["allowed_examples"] == [] for rule in rules.values())
         assert "أنا مرأة." in policy["allowed_examples"]
 
+    def test_json_of_a_markdown_rule(self) -> None:
+        """A Markdown rule's near misses are its `allowed_examples` in --json."""
+        done = quoteguard("policy", "show", str(default_policies_dir()), "--json")
+        rules = {r["id"]: r for p in json.loads(done.stdout)["policies"] for r in p["rules"]}
+        spam = next(rule for rule in load_policies().rules if rule.id == "SPAM.1")
+        assert rules["SPAM.1"]["examples"] == list(spam.violating)
+        assert rules["SPAM.1"]["allowed_examples"] == list(spam.non_violating) != []
+
     def test_text(self) -> None:
         """The text view names the version, each rule with its severity and example counts."""
         done = quoteguard("policy", "show", str(default_policies_dir()))
@@ -254,6 +262,7 @@ class TestDiff:
             "## SPAM.1 Commercial spam\nSeverity: medium",
         )
         text = text.replace("- BUY NOW!!!", "- FREE FOLLOWERS today only!!!\n- BUY NOW!!!")
+        text = text.replace("- Does anyone know where to buy cheap running shoes?\n", "")
         text += "## SPAM.5 Link farms\nSeverity: low\n\nNo link farms.\n\n### Violates\n"
         text += "- Visit my 40 sites.\n"
         spam.write_text(text, encoding="utf-8")
@@ -266,6 +275,8 @@ class TestDiff:
         assert "- SPAM.4  Fake reviews and engagement  [low]" in out
         assert "~ SPAM.1\n    severity: 'low' -> 'medium'\n" in out
         assert "    + violating example: FREE FOLLOWERS today only!!!" in out
+        removed = "    - non-violating example: Does anyone know where to buy cheap running shoes?"
+        assert removed in out
 
     def test_cited_rules_that_are_gone(self, policy_copy: Path, tmp_path: Path) -> None:
         """Recorded Decisions citing a removed or never-existing rule are named; bad lines too."""

@@ -66,14 +66,18 @@ class TestJudge:
             (VIOLATES, decision(outcome="error"), False, "the pipeline failed (llm_error)"),
             (ALLOWED, decision(outcome="no_violation"), True, "not flagged"),
             (ALLOWED, decision(finding("GH4.b")), False, "flagged under GH4.b"),
-            (ALLOWED, decision(finding("SPAM.1", exists=False)), True, "not flagged"),
+            (ALLOWED, decision(finding("SPAM.9", exists=False)), True, "not flagged"),
+            (ALLOWED, decision(finding("SPAM.1")), True, "not flagged"),
         ],
     )
     def test_judge(
         self, policies: PolicySet, case: Case, made: Decision, passed: bool, detail: str
     ) -> None:
-        """A violation needs a grounded finding under its own rule; allowed content none."""
-        result = judge(case, made, policies)
+        """A violation needs a grounded finding under its own rule; allowed content none
+        under its policy (another policy's rule, SPAM.1 here, is that policy's business)."""
+        spam = next(p for p in load_policies().policies if p.id == "SPAM")
+        with_spam = PolicySet(policies=(*policies.policies, spam))
+        result = judge(case, made, with_spam)
         assert (result.passed, detail in result.detail) == (passed, True)
 
 
