@@ -256,7 +256,8 @@ class TestHostileFiles:
         }
         found = lint([write(tmp_path, files)]).diagnostics
         assert only(found, "PE302").line == 6
-        assert (only(found, "PE201").path.name, only(found, "PE201").line) == ("p.md", 14)
+        unread = only(found, "PE201")
+        assert (Path(unread.path).name, unread.line) == ("p.md", 14)
 
     @pytest.mark.parametrize(
         ("header", "line", "col", "phrase"),
@@ -305,6 +306,30 @@ class TestHostileFiles:
         """A rule line that cannot be read is PE201 alone, not also a reference to itself."""
         found = lint([write(tmp_path, {name: text})]).diagnostics
         assert [(d.code, d.line) for d in found] == [("PE201", line)]
+
+    def test_line_breaks_only_at_newlines(self, tmp_path: Path) -> None:
+        """A form feed or U+2028 inside an example neither shifts later line numbers nor
+        becomes a line break, with a header or without."""
+        odd = GOOD.replace("You are a worthless idiot.", "You are a\u2028worthless\x0cidiot.")
+        headed = "---\nid: HARASSMENT\n---\n" + odd
+        examples = [
+            loader.load_policy_file(write(tmp_path, {name: text}) / name).rules[0].violating
+            for name, text in (("a.md", odd), ("b.md", headed))
+        ]
+        assert examples[0] == examples[1]
+        assert "\u2028" in examples[0][0]
+        for one in ("a.md", "b.md"):
+            (tmp_path / one).unlink()
+        prose = PROSE.replace("Hostility at a group.", "Hostility\u2028at a\x0cgroup.")
+        files = {
+            "c.md": headed.replace("medium", "severe"),
+            "p.md": prose + "- GH2.b Repeated “I hate women.”\n",
+        }
+        found = lint([write(tmp_path, files)]).diagnostics
+        assert [(Path(d.path).name, d.code, d.line) for d in found] == [
+            ("c.md", "PE302", 9),
+            ("p.md", "PE201", 14),
+        ]
 
 
 class TestTokenEstimate:

@@ -7,6 +7,7 @@ guide can name it. `PE` codes are errors (the set does not load); `PW` codes are
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,11 @@ from typing import Literal
 from pipeline.errors import PolicyError, PolicyErrors
 
 Level = Literal["error", "warning"]
+
+#: Line ends as Markdown (markdown-it) and editors count them. Not `str.splitlines`, which
+#: also breaks at form feeds, U+0085 and U+2028: one of those in an example shifted every
+#: later line number, and a header split rejoined them as newlines.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 #: code -> what kind of problem it is. The message of each diagnostic says the specifics.
 CODES: dict[str, str] = {
@@ -41,6 +47,12 @@ CODES: dict[str, str] = {
     "PW401": "an example listed under two rules",
     "PW701": "a policy set longer than a model follows well",
 }
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of a file as diagnostics number them (like `splitlines`, no final '')."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 @dataclass(frozen=True)

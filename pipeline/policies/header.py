@@ -22,7 +22,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.policies.diagnostics import Diagnostic
+from pipeline.policies.diagnostics import Diagnostic, lines_of
 from pipeline.policies.model import POLICY_ID
 
 SCHEMA_PATH = Path(__file__).with_name("header.schema.json")
@@ -75,7 +75,7 @@ class Split:
 
 def split_header(path: Path, source: str) -> Split:
     """The header (defaults when there is none) and the body, header lines blanked."""
-    lines = source.splitlines()
+    lines = lines_of(source)
     if not lines or lines[0].rstrip() != _FENCE:
         return Split(Header(), source)
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in (_FENCE, "...")), None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pipeline.policies.diagnostics import Diagnostic, raise_errors
+from pipeline.policies.diagnostics import Diagnostic, lines_of, raise_errors
 from pipeline.policies.header import Format, Header, split_header
 from pipeline.policies.markdown import parse_markdown
 from pipeline.policies.model import Policy, PolicySet
@@ -103,7 +103,7 @@ def parse_file(path: Path) -> ParsedFile:
         return ParsedFile(path, None, [], [source])
     split = split_header(path, source)
     if not split.closed:
-        return ParsedFile(path, None, source.splitlines(), split.diagnostics)
+        return ParsedFile(path, None, lines_of(source), split.diagnostics)
     parse = PARSERS[split.header.format]
     try:
         parsed = parse(path, split.body, split.header, split.header_lines)
@@ -112,7 +112,7 @@ def parse_file(path: Path) -> ParsedFile:
             path, None, [], [Diagnostic(path, 1, 1, "PE000", f"invalid policy: {exc}")]
         )
     parsed.diagnostics[:0] = split.diagnostics
-    parsed.lines = source.splitlines()
+    parsed.lines = lines_of(source)
     if split.diagnostics:
         parsed.policy = None
     return parsed

@@ -23,6 +23,7 @@ from typing import Literal
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from pipeline.policies.diagnostics import lines_of
 from pipeline.policies.header import Header
 from pipeline.policies.model import (
     RULE_ID,
@@ -100,7 +101,7 @@ class _PolicyParser(Reporter):
     def __init__(self, path: Path, source: str, header_id: str | None) -> None:
         super().__init__(path)
         self.header_id = header_id
-        self.lines = source.splitlines()
+        self.lines = lines_of(source)
         self.root = SyntaxTreeNode(_MARKDOWN.parse(source))
         self.allowed: list[str] = []
         self.in_allowed = False

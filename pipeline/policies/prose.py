@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+from pipeline.policies.diagnostics import lines_of
 from pipeline.policies.header import Header
 from pipeline.policies.model import SEVERITIES, TIER_ID, TIER_RULE_ID, Policy, Rule, Severity
 from pipeline.policies.parsed import ParsedFile, Reporter
@@ -93,7 +94,7 @@ def parse_prose(
 class _ProseParser(Reporter):
     def __init__(self, path: Path, body: str) -> None:
         super().__init__(path)
-        self.lines = body.splitlines()
+        self.lines = lines_of(body)
         self.description: list[list[str]] = [[]]
         self.tiers: list[_Tier] = []
         self.rule_lines: dict[str, int] = {}
