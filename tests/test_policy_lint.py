@@ -331,6 +331,13 @@ class TestHostileFiles:
             ("p.md", "PE201", 14),
         ]
 
+    def test_tab_indented_examples(self, tmp_path: Path) -> None:
+        """Examples indented by a tab (a code block in Markdown) are PE402 saying so."""
+        text = GOOD.replace("- You are a worthless idiot.", "\t- You are a worthless idiot.")
+        found = only(lint([write(tmp_path, {"a.md": text})]).diagnostics, "PE402")
+        assert found.line == 11
+        assert "indented by a tab" in found.message
+
 
 class TestTokenEstimate:
     @pytest.mark.parametrize(

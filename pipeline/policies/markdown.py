@@ -332,11 +332,14 @@ class _PolicyParser(Reporter):
     ) -> list[tuple[str, int]] | None:
         """The examples of a list with their lines; None (reported) when it is no list."""
         if node.type not in ("bullet_list", "ordered_list"):
+            why = (
+                "a line indented by a tab or 4 spaces is a code block in Markdown; start "
+                "list items at the margin"
+                if node.type == "code_block"
+                else "explanations belong in the rule text"
+            )
             self.error(
-                "PE402",
-                line,
-                f"under {where} write examples as list items ('- ...'); explanations belong "
-                "in the rule text",
+                "PE402", line, f"under {where} write examples as list items ('- ...'); {why}"
             )
             return None
         items = []
