@@ -305,7 +305,27 @@ class TestHostileFiles:
     ) -> None:
         """A rule line that cannot be read is PE201 alone, not also a reference to itself."""
         found = lint([write(tmp_path, {name: text})]).diagnostics
-        assert [(d.code, d.line) for d in found] == [("PE201", line)]
+        assert [(d.code, d.line) for d in found if d.level == "error"] == [("PE201", line)]
+
+    @pytest.mark.parametrize(
+        ("written", "col", "name"),
+        [
+            ("idi\u202eot.", 26, "RIGHT-TO-LEFT OVERRIDE"),
+            ("idiot.\x1b[8m", 29, "U+001B (a control character)"),
+            ("idi\u2066ot.", 26, "LEFT-TO-RIGHT ISOLATE"),
+        ],
+    )
+    def test_hidden_characters(self, tmp_path: Path, written: str, col: int, name: str) -> None:
+        """Bidi overrides and control characters are PW801 at their column; the set loads."""
+        text = GOOD.replace("idiot.", written, 1)
+        found = lint([write(tmp_path, {"a.md": text})]).diagnostics
+        assert [(d.code, d.line, d.col) for d in found] == [("PW801", 11, col)]
+        assert name in found[0].message
+
+    def test_script_marks_are_not_hidden(self, tmp_path: Path) -> None:
+        """Zero-width non-joiner and right-to-left marks that real scripts need pass."""
+        text = GOOD.replace("idiot.", "idiot. می\u200cخواهم \u200fانا", 1)
+        assert lint([write(tmp_path, {"a.md": text})]).diagnostics == []
 
     def test_line_breaks_only_at_newlines(self, tmp_path: Path) -> None:
         """A form feed or U+2028 inside an example neither shifts later line numbers nor
@@ -326,7 +346,8 @@ class TestHostileFiles:
             "p.md": prose + "- GH2.b Repeated “I hate women.”\n",
         }
         found = lint([write(tmp_path, files)]).diagnostics
-        assert [(Path(d.path).name, d.code, d.line) for d in found] == [
+        errors = [d for d in found if d.level == "error"]
+        assert [(Path(d.path).name, d.code, d.line) for d in errors] == [
             ("c.md", "PE302", 9),
             ("p.md", "PE201", 14),
         ]

@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "PE601": "a reference to a rule that does not exist",
     "PW401": "an example listed under two rules",
     "PW701": "a policy set longer than a model follows well",
+    "PW801": "a control character, line separator or bidi override (Trojan Source)",
 }
 
 

@@ -46,6 +46,7 @@ def lint(paths: list[Path], max_tokens: int = DEFAULT_MAX_TOKENS) -> LintResult:
     parsed, diagnostics = parse_paths(paths)
     diagnostics.extend(_references(parsed))
     diagnostics.extend(_shared_examples(parsed))
+    diagnostics.extend(_hidden_characters(parsed))
     tokens = None
     if parsed and not any(d.level == "error" for d in diagnostics):
         tokens = _length(parsed)
@@ -144,6 +145,30 @@ def _shared_examples(parsed: list[ParsedFile]) -> Iterator[Diagnostic]:
                         f"{_name(seen[0])} ({seen[1].path.name}:{seen[2]}); keep each example "
                         "under one rule",
                     )
+
+
+#: Characters that make a file read differently from what it says (Trojan Source,
+#: CVE-2021-42574): control characters other than tab, line and paragraph separators, and
+#: the bidi embeddings, overrides and isolates. Marks such as U+200C and U+200F, which
+#: Arabic and Persian text needs, are fine.
+_HIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _hidden_characters(parsed: list[ParsedFile]) -> Iterator[Diagnostic]:
+    """Each line with such a character, at the first one."""
+    for one in parsed:
+        for number, line in enumerate(one.lines, start=1):
+            if match := _HIDDEN.search(line):
+                char = match[0]
+                name = unicodedata.name(char, "a control character")
+                yield Diagnostic(
+                    one.path,
+                    number,
+                    match.start() + 1,
+                    "PW801",
+                    f"U+{ord(char):04X} ({name}): the model reads what a reviewer does not "
+                    "see; remove it, or describe the character in words",
+                )
 
 
 def _normal(example: str) -> str:
