@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -358,6 +359,18 @@ class TestHostileFiles:
         found = only(lint([write(tmp_path, {"a.md": text})]).diagnostics, "PE402")
         assert found.line == 11
         assert "indented by a tab" in found.message
+
+    @pytest.mark.timeout(60)  # the read of a FIFO blocked for ever
+    def test_a_fifo_and_a_folder_named_md(self, tmp_path: Path) -> None:
+        """A FIFO or a folder named *.md beside the policies is PE001, and the rest is read."""
+        os.mkfifo(tmp_path / "pipe.md")
+        (tmp_path / "folder.md").mkdir()
+        found = lint([write(tmp_path, {"a.md": GOOD})]).diagnostics
+        assert sorted((Path(d.path).name, d.code) for d in found) == [
+            ("folder.md", "PE001"),
+            ("pipe.md", "PE001"),
+        ]
+        assert all("not a regular file" in d.message for d in found)
 
 
 class TestTokenEstimate:

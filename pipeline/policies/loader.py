@@ -119,6 +119,8 @@ def parse_file(path: Path) -> ParsedFile:
 
 
 def _read(path: Path) -> str | Diagnostic:
+    if path.exists() and not path.is_file():  # a FIFO would block the read for ever
+        return Diagnostic(path, 1, 1, "PE001", "not a regular file")
     try:
         data = path.read_bytes()
     except OSError as exc:
