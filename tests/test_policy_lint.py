@@ -10,9 +10,11 @@ import pytest
 from pipeline.policies import loader
 from pipeline.policies.diagnostics import CODES, Diagnostic
 from pipeline.policies.header import Header
-from pipeline.policies.lint import estimate_tokens, lint
+from pipeline.policies.lint import LintResult, estimate_tokens
+from pipeline.policies.lint import lint as lint_with
 from pipeline.policies.model import Rule
 from pipeline.policies.parsed import ParsedFile
+from pipeline.prompt import system_message
 
 BAD = Path(__file__).parent / "fixtures" / "policies_bad"
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
@@ -141,6 +143,13 @@ CASES: list[tuple[str, dict[str, str], int, str]] = [
         "also listed under the allowed examples (p.md:9)",
     ),
 ]
+
+
+def lint(paths: list[Path], max_tokens: int | None = None) -> LintResult:
+    """The linter as the CLI runs it: the length warning measures the real system message."""
+    if max_tokens is None:
+        return lint_with(paths, render_prompt=system_message)
+    return lint_with(paths, render_prompt=system_message, max_tokens=max_tokens)
 
 
 def write(tmp_path: Path, files: dict[str, str]) -> Path:

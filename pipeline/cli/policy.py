@@ -91,8 +91,11 @@ def lint(
     from pipeline.policies.diagnostics import CODES  # noqa: PLC0415
     from pipeline.policies.lint import DEFAULT_MAX_TOKENS, ESTIMATE_METHOD  # noqa: PLC0415
     from pipeline.policies.lint import lint as run_lint  # noqa: PLC0415
+    from pipeline.prompt import system_message  # noqa: PLC0415
 
-    result = run_lint(paths, max_tokens or DEFAULT_MAX_TOKENS)
+    result = run_lint(
+        paths, render_prompt=system_message, max_tokens=max_tokens or DEFAULT_MAX_TOKENS
+    )
     if output_format == "json":
         doc = {
             "diagnostics": [d.as_json() for d in result.diagnostics],

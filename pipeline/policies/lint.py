@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.policies.diagnostics import Diagnostic
 from pipeline.policies.loader import parse_paths, policy_set
-from pipeline.policies.model import NUMBERED_RULE_ID, TIER_RULE_ID
+from pipeline.policies.model import NUMBERED_RULE_ID, TIER_RULE_ID, PolicySet
 from pipeline.policies.parsed import ParsedFile
 
 #: Past this many tokens of instructions and policies, models follow the rules less
@@ -41,15 +41,25 @@ class LintResult:
         return sum(d.level == "warning" for d in self.diagnostics)
 
 
-def lint(paths: list[Path], max_tokens: int = DEFAULT_MAX_TOKENS) -> LintResult:
-    """Every problem of the set the paths make together, in file and line order."""
+def lint(
+    paths: list[Path],
+    *,
+    render_prompt: Callable[[PolicySet], str],
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> LintResult:
+    """Every problem of the set the paths make together, in file and line order.
+
+    `render_prompt` is the prompt stage's system message builder: the length warning
+    measures what the model will read. It is passed in, not imported, because the prompt
+    stage sits above the policies it renders.
+    """
     parsed, diagnostics = parse_paths(paths)
     diagnostics.extend(_references(parsed))
     diagnostics.extend(_shared_examples(parsed))
     diagnostics.extend(_hidden_characters(parsed))
     tokens = None
     if parsed and not any(d.level == "error" for d in diagnostics):
-        tokens = _length(parsed)
+        tokens = estimate_tokens(render_prompt(policy_set(parsed)))
         if tokens > max_tokens:
             diagnostics.append(
                 Diagnostic(
@@ -76,12 +86,6 @@ def estimate_tokens(text: str) -> int:
     """Tokens a BPE tokenizer makes of `text`, roughly; no tokenizer is bundled."""
     ascii_chars = sum(1 for char in text if ord(char) < 128)
     return -(-ascii_chars // 4) + (len(text) - ascii_chars)
-
-
-def _length(parsed: list[ParsedFile]) -> int:
-    from pipeline.prompt import system_message  # noqa: PLC0415 - only lint measures it
-
-    return estimate_tokens(system_message(policy_set(parsed)))
 
 
 def _references(parsed: list[ParsedFile]) -> Iterator[Diagnostic]:
