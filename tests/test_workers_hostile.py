@@ -212,3 +212,19 @@ def test_messages_celery_cannot_run_are_set_aside(fleet: Fleet) -> None:
     assert [d.item_id for d in fleet.decisions()] == ["after"]
     assert broker(fleet).llen(ns) == 0
     assert not [m for m in broker(fleet).hvals("unacked") if ns.encode() in m]
+
+
+def test_a_damaged_dedupe_record_does_not_lose_the_item(fleet: Fleet) -> None:
+    """An item whose dedupe record was overwritten with garbage is decided, not acked away
+    as a failed task (it raised in the task, and again in the task's own error path)."""
+    fleet.start_worker("only", concurrency=2)
+    fleet.send([{"id": "first", "text": "hello"}])
+    fleet.wait_for(1, timeout=60)
+    key = fleet.decisions()[0].key.removesuffix(":first") + ":victim"
+    fleet.redis.set(fleet.results.dedupe_key(key), "not json")
+    fleet.send([{"id": "victim", "text": "hello again"}])
+    fleet.wait_for(2, timeout=30)
+    assert [d.item_id for d in fleet.decisions()] == ["first", "victim"]
+    seen = fleet.results.seen(key)
+    assert seen is not None
+    assert seen.outcome == fleet.decisions()[1].outcome
