@@ -87,10 +87,12 @@ def redact_text(text: str) -> str:
 
 def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Console rendering prints strings raw, so escape what a terminal would act on."""
-    for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = printable(value)
-    return event
+    return {
+        printable(key) if isinstance(key, str) else key: (
+            printable(value) if isinstance(value, str) else value
+        )
+        for key, value in event.items()
+    }
 
 
 def printable(text: str) -> str:

@@ -196,3 +196,16 @@ class TestSecretsInUnusualPlaces:
         err = json_logs.readouterr().err
         assert secret not in err
         assert "example.com" in err or "redis.internal" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_field_names_are_escaped(
+    logs: Callable[[str], None], capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A field name with control characters reaches no terminal raw, in either format."""
+    logs(fmt)
+    structlog.get_logger().info("routed", **{f"field{TERMINAL_ATTACK}": "v"})
+    err = capsys.readouterr().err
+    assert "field" in err
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in err
