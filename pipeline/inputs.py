@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +175,13 @@ def unencodable(item: ContentItem) -> str | None:
 
 
 def _unencodable(record: dict[str, object]) -> str | None:
-    """A string no UTF-8 sink can take (a lone surrogate from a JSON \\ud800 escape)."""
+    """A value no JSON sink stores as it is: a lone surrogate (from a JSON \\ud800 escape),
+    or NaN or an infinity (Python's JSON reads them; a Decision would write null)."""
     stack: list[tuple[str, object]] = list(record.items())
     while stack:
         where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where} is {value}: not a JSON number"
         if isinstance(value, str):
             at = _surrogate_at(value)
             if at is not None:

@@ -34,6 +34,13 @@ SECRET_ASSIGNMENT = re.compile(
     r"""(?!\[redacted\])(?:(?:bearer|basic|token)\s+)?[^\s"',;}\]]+""",
     re.IGNORECASE,
 )
+#: A password in a URL (`https://user:pass@host`, `redis://:pass@host`): the userinfo goes.
+URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^\s/@\"'<>]*@", re.IGNORECASE)
+#: A credential in a URL's query: `?key=...` (Google), `&sig=...` (signed URLs), `&token=...`.
+QUERY_SECRET = re.compile(
+    r"([?&](?:key|token|sig|signature|code|auth|access_token|client_secret)=)[^&\s\"'#]+",
+    re.IGNORECASE,
+)
 #: Configured secrets shorter than this are not searched for in text: "sim" would redact
 #: every "sim-calibrated". Real API keys are far longer.
 MIN_SECRET_CHARS = 8
@@ -58,16 +65,21 @@ def _redact(key: str, value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: _redact(str(k), v) for k, v in value.items()}
+        return {redact_text(str(k)): _redact(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(key, v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # An exception, bytes, any object: redacted as the renderers would show it (repr).
+    return redact_text(repr(value))
 
 
 def redact_text(text: str) -> str:
     """`text` with configured secrets and credential-shaped values replaced."""
     text = SECRET_VALUE.sub(REDACTED, text)
     text = SECRET_ASSIGNMENT.sub(rf"\1{REDACTED}", text)
+    text = URL_USERINFO.sub(rf"\1{REDACTED}@", text)
+    text = QUERY_SECRET.sub(rf"\1{REDACTED}", text)
     for secret in _known_secrets:
         text = text.replace(secret, REDACTED)
     return text
@@ -75,10 +87,12 @@ def redact_text(text: str) -> str:
 
 def escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Console rendering prints strings raw, so escape what a terminal would act on."""
-    for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = printable(value)
-    return event
+    return {
+        printable(key) if isinstance(key, str) else key: (
+            printable(value) if isinstance(value, str) else value
+        )
+        for key, value in event.items()
+    }
 
 
 def printable(text: str) -> str:

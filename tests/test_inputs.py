@@ -98,6 +98,10 @@ class TestHostileLines:
             (b'{"id": "' + b"i" * 1_001 + b'", "text": "hi"}', "items.jsonl:1", "1,001 char"),
             (b'{"id": "no-text"}', "no-text", "text: Field required"),
             (b'{"id": "meta", "text": "t", "meta": [1]}', "meta", "meta: Input should be"),
+            # Python reads these; a Decision would carry null instead, without a word.
+            (b'{"id": "nan", "text": "t", "meta": {"v": NaN}}', "nan", "meta.v is nan"),
+            (b'{"id": "big", "text": "t", "meta": {"v": [1e999]}}', "big", "meta.v[0] is inf"),
+            (b'{"id": "neg", "text": "t", "meta": {"v": -Infinity}}', "neg", "not a JSON number"),
         ],
     )
     def test_each_hostile_line_is_a_named_problem(
@@ -148,6 +152,7 @@ class TestPayloads:
             ({"id": "x", "text": "a \ud800 b"}, "text has a lone surrogate at character 2"),
             ({"id": {"nested": True}, "text": "t"}, "id must be a string or an integer"),
             ({"text": "no id"}, "missing id"),
+            ({"id": "x", "text": "t", "meta": {"v": float("nan")}}, "meta.v is nan"),
         ],
     )
     def test_payload_problems_are_named(self, payload: object, message: str) -> None:

@@ -163,3 +163,49 @@ def test_short_configured_secrets_are_not_searched_for(
     structlog.get_logger().info("llm_response", model="shortlist-model", note="in short")
     event = json.loads(json_logs.readouterr().err)
     assert (event["model"], event["note"]) == ("shortlist-model", "in short")
+
+
+class TestSecretsInUnusualPlaces:
+    def test_values_that_are_not_text_are_redacted_as_rendered(
+        self, json_logs: pytest.CaptureFixture[str]
+    ) -> None:
+        """An exception, bytes or any object logged as a value is redacted as it is shown."""
+        error = RuntimeError(f"refused: {KEY}")
+        structlog.get_logger().warning(
+            "failed", error=error, raw=KEY.encode(), errors=(error,), by_key={KEY: 1}
+        )
+        err = json_logs.readouterr().err
+        assert "RuntimeError" in err
+        assert KEY not in err
+
+    @pytest.mark.parametrize(
+        ("text", "secret"),
+        [
+            ("ConnectError for url 'https://bob:hunter2pass@api.example.com/v1/chat'", "hunter2"),
+            ("redis://:s3cretpassw0rd@redis.internal:6379/0 unreachable", "s3cretpassw0rd"),
+            ("GET https://api.example.com/v1?key=AIzaSyQUERYSECRET&alt=json", "AIzaSyQUERY"),
+            ("POST https://hooks.example.com/h?sig=abcdef123456&token=tok987654", "abcdef123456"),
+            ("POST https://hooks.example.com/h?sig=abcdef123456&token=tok987654", "tok987654"),
+        ],
+    )
+    def test_credentials_in_urls_are_redacted(
+        self, json_logs: pytest.CaptureFixture[str], text: str, secret: str
+    ) -> None:
+        """A password in a URL, or a key, token or signature in its query, is redacted."""
+        logging.getLogger("httpx").warning(text)
+        err = json_logs.readouterr().err
+        assert secret not in err
+        assert "example.com" in err or "redis.internal" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_field_names_are_escaped(
+    logs: Callable[[str], None], capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A field name with control characters reaches no terminal raw, in either format."""
+    logs(fmt)
+    structlog.get_logger().info("routed", **{f"field{TERMINAL_ATTACK}": "v"})
+    err = capsys.readouterr().err
+    assert "field" in err
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in err

@@ -92,6 +92,22 @@ class TestPublish:
         results.publish(decision, make_item("a"))
         assert 0 < redis_client.ttl(results.dedupe_key(decision.key)) <= 60
 
+    @pytest.mark.parametrize("damaged", ["not json", "[]", "5", '{"task_id": "t0"}'])
+    def test_a_damaged_record_is_replaced_not_trusted(
+        self, results: Results, redis_client: redis.Redis, damaged: str
+    ) -> None:
+        """A dedupe record no one can read (written into Redis by hand) does not lose the
+        item: it counts as not seen, and publishing replaces it."""
+        decision = make_decision("a", outcome="no_violation")
+        redis_client.set(results.dedupe_key(decision.key), damaged)
+        assert results.seen(decision.key) is None
+        published = results.publish(decision, make_item("a"), "t1")
+        assert published.created
+        seen = results.seen(decision.key)
+        assert seen is not None
+        assert seen.stream_id == published.stream_id
+        assert [e.decision.item_id for e in results.read("0")] == ["a"]
+
 
 class TestReviewRouting:
     @pytest.mark.parametrize(

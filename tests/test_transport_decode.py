@@ -45,6 +45,13 @@ class TestDecode:
         assert decode(envelope(GOOD_BODY)) is not None
         assert undeliverable_reason(envelope(GOOD_BODY)) is None
 
+    def test_a_protocol_1_task_and_a_message_of_no_task_decode(self) -> None:
+        """Celery's older task shape is deliverable; a message naming no task is left to
+        Celery, whose refusal sets it aside."""
+        v1 = b'{"task": "quoteguard.moderate", "id": "t", "args": [{"id": "a", "text": "x"}]}'
+        assert undeliverable_reason(envelope(v1, headers={})) is None
+        assert undeliverable_reason(envelope(b'{"method": "ping"}', headers={})) is None
+
     @pytest.mark.parametrize(
         ("raw", "reason"),
         [
@@ -58,6 +65,20 @@ class TestDecode:
             (envelope(GOOD_BODY, body="***"), "body is not base64"),
             (envelope(GOOD_BODY, **{"content-type": "application/x-python-serialize"}), "json"),
             (envelope(GOOD_BODY, headers=json.loads(deep_brackets(20))), "no delivery_info"),
+            # Celery would stall (KeyError, taken for a lost connection) or die on these.
+            (envelope(GOOD_BODY, headers={"task": "quoteguard.moderate"}), "name or id"),
+            (envelope(GOOD_BODY, headers={"task": ["x"], "id": "t"}), "name or id"),
+            (envelope(b'"a string"'), "task body is not [args, kwargs, embed]"),
+            (envelope(b'{"id": "a", "text": "hi"}'), "task body is not [args, kwargs, embed]"),
+            (envelope(b'[[{"id": "a", "text": "hi"}]]'), "task body is not [args, kwargs, embed]"),
+            (envelope(b'[[], {}, "x"]'), "embed is not an object"),
+            # ... and would ack this away as a failed task: the item would vanish.
+            (envelope(b'[[], "x", {}]'), "kwargs not an object"),
+            (envelope(b'{"task": "quoteguard.moderate", "args": []}', headers={}), "name or id"),
+            (
+                envelope(b'{"task": "q", "id": "t", "args": "x", "kwargs": {}}', headers={}),
+                "args are not a list",
+            ),
         ],
     )
     def test_poison_is_named(self, raw: bytes, reason: str) -> None:

@@ -30,14 +30,18 @@ pytestmark = [pytest.mark.service, pytest.mark.timeout(180)]
 FleetFactory = Callable[..., Fleet]
 
 
-def envelope(namespace: str, body: bytes, *, tag: str) -> bytes:
+def envelope(
+    namespace: str, body: bytes, *, tag: str, headers: dict[str, object] | None = None
+) -> bytes:
     """A message as kombu stores it, routed to `namespace`, with `body` as its JSON body."""
     # The body last, so that `queue --undeliverable`'s head of each message names the test.
     return json.dumps(
         {
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": {"task": "quoteguard.moderate", "id": tag, "lang": "py"},
+            "headers": {"task": "quoteguard.moderate", "id": tag, "lang": "py"}
+            if headers is None
+            else headers,
             "properties": {
                 "body_encoding": "base64",
                 "delivery_info": {"exchange": "", "routing_key": namespace},
@@ -173,3 +177,54 @@ def test_hostile_corpus_and_poison_never_stop_the_fleet(fleet: Fleet, tmp_path: 
     assert any(e.get("logger") == "celery.app.trace" and e["level"] == "info" for e in events)
     assert any(e["event"] == "worker_starting" and e["level"] == "info" for e in events)
     assert b"WARNING/MainProcess" not in logs
+
+
+def test_messages_celery_cannot_run_are_set_aside(fleet: Fleet) -> None:
+    """Well-formed JSON that is no runnable task neither stalls, kills nor vanishes."""
+    ns = fleet.namespace
+    item = task_body({"id": "never-run", "text": "hi"})
+    refused = [
+        # Judged before delivery: Celery stalled its consumer for good (KeyError 'id'),
+        # died (a task name that is a list, a body that is no argument list) or acked the
+        # task away as failed (keyword arguments that are no mapping).
+        envelope(ns, item, tag=f"{ns}-1", headers={"task": "quoteguard.moderate"}),
+        envelope(ns, item, tag=f"{ns}-2", headers={"task": ["x"], "id": f"{ns}-2"}),
+        envelope(ns, b'"just a string"', tag=f"{ns}-3"),
+        envelope(ns, b'[[], "x", {}]', tag=f"{ns}-4"),
+        # Only Celery finds these out: a header it cannot read (the worker died), a task it
+        # does not know, a message that is no task (each acked away with a log line).
+        envelope(
+            ns,
+            item,
+            tag=f"{ns}-5",
+            headers={"task": "quoteguard.moderate", "id": "5", "timelimit": "x"},
+        ),
+        envelope(ns, item, tag=f"{ns}-6", headers={"task": "no.such.task", "id": f"{ns}-6"}),
+        envelope(ns, item, tag=f"{ns}-7", headers={"id": f"{ns}-7"}),
+    ]
+    for raw in refused:
+        broker(fleet).lpush(ns, raw)
+    worker = fleet.start_worker("only", concurrency=2)
+    fleet.send([{"id": "after", "text": "decided all the same"}])
+    fleet.wait_for(1, timeout=60)
+    wait_until(lambda: len(set_aside(fleet)) == len(refused), 20, "the refused to be set aside")
+    assert worker.poll() is None
+    assert [d.item_id for d in fleet.decisions()] == ["after"]
+    assert broker(fleet).llen(ns) == 0
+    assert not [m for m in broker(fleet).hvals("unacked") if ns.encode() in m]
+
+
+def test_a_damaged_dedupe_record_does_not_lose_the_item(fleet: Fleet) -> None:
+    """An item whose dedupe record was overwritten with garbage is decided, not acked away
+    as a failed task (it raised in the task, and again in the task's own error path)."""
+    fleet.start_worker("only", concurrency=2)
+    fleet.send([{"id": "first", "text": "hello"}])
+    fleet.wait_for(1, timeout=60)
+    key = fleet.decisions()[0].key.removesuffix(":first") + ":victim"
+    fleet.redis.set(fleet.results.dedupe_key(key), "not json")
+    fleet.send([{"id": "victim", "text": "hello again"}])
+    fleet.wait_for(2, timeout=30)
+    assert [d.item_id for d in fleet.decisions()] == ["first", "victim"]
+    seen = fleet.results.seen(key)
+    assert seen is not None
+    assert seen.outcome == fleet.decisions()[1].outcome

@@ -34,7 +34,13 @@ log = structlog.get_logger("quoteguard.workers")
 # Returns {1, record} when published, {0, record} when the key was published before.
 _PUBLISH = """
 local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
+if existing then
+  -- A record no one can read (damaged, or written by hand) is replaced, not trusted.
+  local ok, record = pcall(cjson.decode, existing)
+  if ok and type(record) == 'table' and record.stream_id and record.outcome then
+    return {0, existing}
+  end
+end
 local at = now_ms()
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*',
   'key', ARGV[1], 'outcome', ARGV[5], 'decision', ARGV[2])
@@ -94,7 +100,15 @@ class Results:
     def seen(self, key: str) -> Published | None:
         """The record of an already published Decision key, if any (skips a model call)."""
         raw = self.redis.get(self.dedupe_key(key))
-        return _record(False, raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            return _record(False, raw)
+        except (ValueError, KeyError, TypeError):
+            # Damaged (anyone who can write to Redis): deciding again beats losing the
+            # item, and `publish` replaces the record.
+            log.error("dedupe_record_unreadable", key=key)
+            return None
 
     def publish(self, decision: Decision, item: ContentItem, task_id: str = "") -> Published:
         """Publish once per Decision key; human_review and error Decisions also go to review."""

@@ -65,7 +65,38 @@ class QoS(kombu_redis.QoS):
             pipe.hset(self.unacked_key, delivery_tag, record)
             pipe.lrem(self.channel.inflight_key, 1, raw)
             pipe.execute()
+        self.channel.recorded_tag = delivery_tag
         virtual.QoS.append(self, message, delivery_tag)  # kombu's in-memory bookkeeping
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """kombu's, except that a message refused for good is set aside, not deleted: Celery
+        refuses what it cannot read as a task (no task name, an unknown one, arguments that
+        are not a list), and such a message must not vanish with a log line."""
+        if requeue:
+            super().reject(delivery_tag, requeue=True)
+            return
+        self.set_aside(delivery_tag, reason="refused by the worker")
+        virtual.QoS.ack(self, delivery_tag)  # kombu's in-memory bookkeeping
+
+    def set_aside(self, delivery_tag: str, reason: str) -> None:
+        """Move the message of an unacked record to the set-aside list, in one transaction."""
+        kept: list[int] = []
+
+        def move(pipe: Any) -> None:
+            raw = pipe.hget(self.unacked_key, delivery_tag)
+            pipe.multi()
+            self._remove_from_indices(delivery_tag, pipe)
+            kept.clear()  # a WATCH retry starts afresh
+            if raw:
+                record = unacked_record(raw)
+                message = raw if record is None else json.dumps(record[0]).encode()
+                pipe.rpush(UNDECODABLE, message)
+                kept.append(len(message))
+
+        with self.channel.conn_or_acquire() as conn:
+            conn.transaction(move, self.unacked_key)
+        if kept:
+            report_set_aside(reason, kept[0])
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> Any:
         # kombu calls this every unacked_restore_interval on one consuming channel. Its own
@@ -101,12 +132,12 @@ class QoS(kombu_redis.QoS):
         with self.channel.conn_or_acquire(client) as conn:
             conn.transaction(restore_transaction, self.unacked_key)
         if undecodable:
-            log.error(
-                "message_undeliverable",
-                reason="unacked record not decodable",
-                bytes=undecodable[0],
-                kept_in=UNDECODABLE,
-            )
+            report_set_aside("unacked record not decodable", undecodable[0])
+
+
+def report_set_aside(reason: str, size: int) -> None:
+    # Its length only: the content may be hostile, and it is kept in Redis for a person.
+    log.error("message_undeliverable", reason=reason, bytes=size, kept_in=UNDECODABLE)
 
 
 def restore_abandoned(channel: Channel, client: redis.Redis[bytes]) -> int:
@@ -149,6 +180,8 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         self._moving_from: str | None = None
         self._handover: bytes | None = None
+        #: The delivery tag QoS.append last recorded as unacked, while a delivery runs.
+        self.recorded_tag: str | None = None
         self._warned_multi = False
         self._server_moves: bool | None = None  # BLMOVE needs Redis 6.2
         self._new_inflight_list()
@@ -282,11 +315,19 @@ class Channel(kombu_redis.Channel):
                 self._set_aside(raw, reason=reason or "undecodable")
                 raise Empty()
             self._handover = raw
+            self.recorded_tag = None
             try:
                 # Records the message as unacked (QoS.append, which also takes it out of the
                 # in-flight list), or requeues it, before it returns.
                 self.connection._deliver(payload, source)
             except Exception as exc:
+                tag, self.recorded_tag = self.recorded_tag, None
+                if tag is not None and not _broker_failure(exc, self.connection_errors):
+                    # Recorded, then Celery choked on it (headers without an id, a body that
+                    # is no argument list): redelivered, it would kill or stall every worker.
+                    self.qos.set_aside(tag, reason=type(exc).__name__)
+                    virtual.QoS.ack(self.qos, tag)
+                    raise Empty() from exc
                 if self.take_handover() is None:  # recorded, or the record failed: kombu's
                     refused = not isinstance(exc, self.connection_errors)  # Redis answered
                     self._give_up_inflight_list("unacked record not written", release_now=refused)
@@ -300,6 +341,7 @@ class Channel(kombu_redis.Channel):
             return True
         finally:
             self._handover = None
+            self.recorded_tag = None
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
@@ -325,8 +367,7 @@ class Channel(kombu_redis.Channel):
         except (redis.RedisError, OSError):
             self._give_up_inflight_list("undeliverable message not set aside")
             raise
-        # Its length only: the content may be hostile, and it is kept in Redis for a person.
-        log.error("message_undeliverable", reason=reason, bytes=len(raw), kept_in=UNDECODABLE)
+        report_set_aside(reason, len(raw))
 
     def _settle(self, raw: bytes) -> None:
         """Nothing recorded the message (no-ack consumer): drop it from the in-flight list."""
@@ -368,6 +409,12 @@ class Transport(kombu_redis.Transport):
         for channel in list(self.inflight_channels):  # a copy: channels close meanwhile
             if channel._inflight_registered and not channel.closed:
                 channel.register_inflight(client)
+
+
+def _broker_failure(exc: Exception, connection_errors: tuple[type[Exception], ...]) -> bool:
+    # kombu counts KeyError among the Redis transport's connection errors; from a delivery
+    # it means a message without a header Celery needs, not a lost connection.
+    return isinstance(exc, connection_errors) and not isinstance(exc, KeyError)
 
 
 def decode(raw: bytes) -> dict[str, Any] | None:
@@ -458,7 +505,34 @@ def _body_problem(envelope: dict[str, Any]) -> str | None:
         except ValueError:
             return "body is not base64"
     try:
-        _json(data, BODY_MAX_DEPTH)
+        decoded = _json(data, BODY_MAX_DEPTH)
     except _Undecodable as exc:
         return f"body: {exc}"
+    return _task_problem(envelope.get("headers", {}), decoded)
+
+
+def _task_problem(headers: dict[str, Any], body: Any) -> str | None:
+    """Why Celery could not run the message as a task, or None.
+
+    A task with no id or a body that is no argument list stops or kills the worker that
+    takes it; one whose keyword arguments are no mapping is acked away as failed. A message
+    that claims no task at all is left to Celery, which refuses it (and the refusal sets it
+    aside, see `QoS.reject`).
+    """
+    if "task" in headers:  # protocol 2: ids in the headers, (args, kwargs, embed) as body
+        ids = headers
+        if not (isinstance(body, list) and len(body) == 3):
+            return "task body is not [args, kwargs, embed]"
+        args, kwargs, embed = body
+        if not isinstance(embed, dict | None):
+            return "task embed is not an object"
+    elif isinstance(body, dict) and "task" in body:  # protocol 1: everything in the body
+        ids = body
+        args, kwargs = body.get("args", []), body.get("kwargs", {})
+    else:
+        return None
+    if not (isinstance(ids["task"], str) and isinstance(ids.get("id"), str)):
+        return "task name or id is not a string"
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return "task args are not a list or kwargs not an object"
     return None
