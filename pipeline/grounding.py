@@ -1,19 +1,22 @@
 """Grounding: find each quote the model gave in the content it claims to quote.
 
-A quote is grounded when it is in the content: verbatim (`exact`), equal after
-normalisation (`normalized`), or with a few letter slips in a long quote (`fuzzy`). Steps
-run cheapest first, so a verbatim quote costs one `str.find`.
+A quote is grounded when it is in the content, and the match says how strongly:
 
-Normalisation (the same function for content and quote): typographic quotes and dashes
-unified, zero-width characters and soft hyphens dropped, Unicode NFKC, casefolding,
-whitespace runs collapsed to one space. A quote is then split at ellipses (`...`, `…`,
-`[...]`, `[…]`) into pieces that must appear in order, and each piece is trimmed of
-leading and trailing punctuation.
+- `exact`: verbatim, found by `str.find` in the raw content before anything is normalised;
+- `normalized`: equal after normalisation (`pipeline.textnorm`: case, typographic quotes,
+  whitespace, NFKC, zero-width characters; ellipses split a quote into pieces found in order,
+  each trimmed of punctuation at its ends);
+- `fuzzy`: near-verbatim, with copying slips (`pipeline.slips`): a letter dropped, doubled,
+  changed or swapped, at most one per word and one per 24 characters, words aligned one to
+  one. Such a match is `weak` and lists its `edits`; the other two are `strong`.
 
-Fuzzy matching forgives only near-verbatim slips: at most one edit per
-`FUZZY_CHARS_PER_EDIT` characters of a piece, and every word of the piece must have a
-near-identical counterpart, in order and one to one, among the words of the matched
-region. So a swapped, inserted, dropped or reordered word is never grounded.
+`cuts_word` says whether the span starts or ends inside a word, by Unicode word segmentation
+(`pipeline.wordbreak`), so a Chinese phrase inside a sentence cuts nothing.
+
+Cost: a verbatim quote is one `str.find` (plus a later whole-word occurrence when the first
+cuts a word); the content is normalised once per `Grounder`, on the first quote that needs
+it. However the content repeats itself, the search for one piece stops after about
+`WORK_PASSES` passes over the content's length: a quote that needs more is not grounded.
 
 Everything here is pure: no I/O, no logging. The caller records the verdicts.
 """
@@ -21,22 +24,31 @@ Everything here is pure: no I/O, no logging. The caller records the verdicts.
 from __future__ import annotations
 
 import re
-import unicodedata
-from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import OSA, Indel
+from rapidfuzz.distance import OSA
 
-from pipeline.models import Match, MatchMethod, QuoteVerdict
+from pipeline.models import Match, MatchMethod, QuoteVerdict, SlipEdit
+from pipeline.slips import slip_budget, slip_edits, word_cost
+from pipeline.textnorm import (
+    MIN_QUOTE_CHARS,
+    Normalized,
+    has_substance,
+    normalize,
+    quote_pieces,
+)
+from pipeline.wordbreak import cuts_word
 
 __all__ = [
-    "FUZZY_CHARS_PER_EDIT",
+    "MIN_QUOTE_CHARS",
+    "WORK_PASSES",
     "Grounder",
     "Normalized",
+    "cuts_word",
     "ground_quotes",
     "locate",
     "locate_all",
@@ -44,175 +56,16 @@ __all__ = [
     "quote_pieces",
 ]
 
-#: A piece of this many characters may carry one edit; shorter pieces get no fuzzy at all,
-#: because in a short quote one edit can turn a word into another word.
-FUZZY_CHARS_PER_EDIT = 25
-#: Words shorter than this must match exactly: "not"/"now", "his"/"hiss" are different words.
-SHORT_WORD = 4
-#: Words at least this long may carry two slips (one is the rule for the rest).
-LONG_WORD = 12
+#: How many passes over the content's length one piece may cost at most, whatever the
+#: content repeats ("a" * 100_000): past that the piece is not grounded.
+WORK_PASSES = 20
+#: A cut edge word ("...complicat" of "complicated") may carry a slip only if this long:
+#: a shorter fragment with a slip ("at" for "that") is a guess, not a copy.
+CUT_SLIP_CHARS = 4
 
-# Applied before NFKC (which would turn ″ into two primes) and again after it.
-_FOLD = str.maketrans(
-    {
-        **dict.fromkeys("‘’‚‛′", "'"),
-        **dict.fromkeys("“”„‟″", '"'),
-        # Hyphen and non-breaking hyphen too: NFKC leaves them, and they are dashes in text.
-        **dict.fromkeys("–—‒―−‐‑", "-"),
-        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),
-    }
-)
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
-# Printable ASCII with single spaces: normalises to its lowercase, one char for one char.
-# Taking whole runs at once keeps normalising English text a few regex calls per line.
-_SIMPLE = re.compile(r"[!-~]+(?: [!-~]+)*")
-_SPACE = re.compile(r"\s+")
-_ELLIPSIS = re.compile(r"\[\s?\.{3,}\s?\]|\.{3,}")
 # Apostrophes and hyphens inside a word keep it one word, so "don't" vs "dont" is a slip.
 _WORD = re.compile(r"\w+(?:['-]\w+)*")
-_ALNUM = re.compile(r"[^\W_]")
 _METHOD_RANK: dict[MatchMethod, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
-
-
-# ----------------------------------------------------------------------------- normalising
-
-
-@dataclass(frozen=True, slots=True)
-class Normalized:
-    """Normalised text, and for each of its chars the original `[start, end)` it came from."""
-
-    text: str
-    starts: array[int]
-    ends: array[int]
-
-    def span(self, start: int, end: int) -> tuple[int, int]:
-        """The original span that normalised `text[start:end]` (end > start) came from."""
-        return self.starts[start], self.ends[end - 1]
-
-
-def _fold(cluster: str) -> str:
-    # Non-ASCII text repeats a few thousand clusters; a cache makes each one a dict lookup.
-    # Only short ones are cached: a hostile cluster (a char with 10,000 marks) must not stay.
-    return _fold_cached(cluster) if len(cluster) <= 4 else _fold_uncached(cluster)
-
-
-def _fold_uncached(cluster: str) -> str:
-    # NFKC, casefold, NFKC again: casefolding can produce text that is not NFKC ("ǰ").
-    nfkc = unicodedata.normalize("NFKC", cluster.translate(_FOLD))
-    return unicodedata.normalize("NFKC", nfkc.casefold()).translate(_FOLD)
-
-
-_fold_cached = lru_cache(maxsize=65536)(_fold_uncached)
-
-
-@lru_cache(maxsize=65536)
-def _joins_previous(char: str) -> bool:
-    # A char that NFKC may compose with the one before it: combining marks, and the Hangul
-    # vowel and final jamo. Such chars are normalised with their base, never alone. Zero-width
-    # chars join too: they vanish, so "e", ZWSP, U+0301 must still compose to "é".
-    code = ord(char)
-    return (
-        char in _ZERO_WIDTH
-        or unicodedata.category(char)[0] == "M"
-        or 0x1160 <= code <= 0x11FF
-        or 0xD7B0 <= code <= 0xD7FF
-    )
-
-
-class _Builder:
-    """Accumulates normalised text and its offset map; collapses whitespace as it goes."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.starts: array[int] = array("q")
-        self.ends: array[int] = array("q")
-        self.after_space = False
-
-    def run(self, text: str, start: int, end: int) -> None:
-        """Printable ASCII, one char for one char."""
-        self.parts.append(text[start:end].lower())
-        self.starts.extend(range(start, end))
-        self.ends.extend(range(start + 1, end + 1))
-        self.after_space = False
-
-    def emit(self, folded: str, start: int, end: int) -> None:
-        """Every char of `folded` came from the whole of `[start, end)`."""
-        for char in folded:
-            space = char.isspace()
-            if space and self.after_space:
-                continue
-            self.after_space = space
-            self.parts.append(" " if space else char)
-            self.starts.append(start)
-            self.ends.append(end)
-
-    def build(self) -> Normalized:
-        return Normalized("".join(self.parts), self.starts, self.ends)
-
-
-def normalize(text: str) -> Normalized:
-    """Normalise `text` for grounding, keeping the map back to its original offsets."""
-    out = _Builder()
-    size, i = len(text), 0
-    while i < size:
-        simple = _SIMPLE.match(text, i)
-        if simple:
-            end = simple.end()
-            if end < size and _joins_previous(text[end]):
-                end -= 1  # the run's last char belongs with the marks that follow it
-            if end > i:
-                out.run(text, i, end)
-                i = end
-                continue
-        space = _SPACE.match(text, i)
-        if space:
-            out.emit(" ", i, space.end())
-            i = space.end()
-            continue
-        j = i + 1
-        while j < size and _joins_previous(text[j]):
-            j += 1
-        out.emit(_fold(text[i:j]), i, j)
-        i = j
-    return out.build()
-
-
-def _is_filler(char: str) -> bool:
-    return char.isspace() or char == "`" or unicodedata.category(char)[0] == "P"
-
-
-def _trim(piece: str) -> str:
-    start, end = 0, len(piece)
-    while start < end and _is_filler(piece[start]):
-        start += 1
-    while end > start and _is_filler(piece[end - 1]):
-        end -= 1
-    return piece[start:end]
-
-
-def quote_pieces(quote: str) -> tuple[str, ...]:
-    """The normalised pieces of `quote` that must all be found, in order; () if none."""
-    pieces = (_trim(p) for p in _ELLIPSIS.split(normalize(quote).text))
-    return tuple(p for p in pieces if p)
-
-
-#: A quote must carry at least this many letters/digits (or symbols, for emoji-only text):
-#: "a" or "I" occur in nearly any content, so quoting them grounds nothing; "BS" is a real
-#: human-marked toxic span, so two is the floor.
-MIN_QUOTE_CHARS = 2
-
-
-def _has_substance(quote: str) -> bool:
-    # The gate before the exact step, so it must cost next to nothing: count letters and
-    # digits with a regex, stopping as soon as there are enough.
-    found = 0
-    for _ in _ALNUM.finditer(quote):
-        found += 1
-        if found >= MIN_QUOTE_CHARS:
-            return True
-    if found:
-        return False
-    return sum(not _is_filler(c) and c not in _ZERO_WIDTH for c in quote) >= MIN_QUOTE_CHARS
 
 
 # ----------------------------------------------------------------------------- fuzzy words
@@ -236,46 +89,32 @@ class _Words:
 
     def near(self, word: str, first: int) -> list[int]:
         """Positions, from `first` on, of every word `word` could be a slip of (a superset)."""
-        # OSA <= the word's budget covers every slip `_word_cost` accepts; at least 1 even
-        # for short words, whose only slip is a dropped apostrophe.
-        allowed = max(_word_budget(len(word)), 1)
         similar = process.extract(
-            word, self.texts[first:], scorer=OSA.distance, score_cutoff=allowed, limit=None
+            word, self.texts[first:], scorer=OSA.distance, score_cutoff=1, limit=None
         )
         return [first + number for _, _, number in similar]
 
 
-def _word_budget(length: int) -> int:
-    if length < SHORT_WORD:
-        return 0
-    return 2 if length >= LONG_WORD else 1
+def _edge_cost(said: str, found: str, *, at_start: bool) -> tuple[int, int] | None:
+    """Slips and cut chars of a quote's first (or last) word against its counterpart.
 
-
-def _is_transposition(a: str, b: str) -> bool:
-    if len(a) != len(b):
-        return False
-    diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    return len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]]
-
-
-def _word_cost(quoted: str, found: str) -> int | None:
-    """Edits between a quote word and its counterpart, or None if they are different words.
-
-    Slips are letters dropped, doubled (Indel) or swapped (transposition); a substituted
-    letter costs two Indel edits, so in a word shorter than LONG_WORD it is not a slip.
+    A quote may start or end mid-word ("...to say the lea"): an edge word may be the end
+    (or start) of its counterpart, verbatim or, if long enough, with one slip.
     """
-    if quoted == found:
-        return 0
-    if quoted.replace("'", "") == found.replace("'", ""):
-        return 1  # a dropped apostrophe ("its", "dont") is a slip even in a short word
-    # The shorter word decides: "the" for "then" is another word, not a dropped letter.
-    allowed = _word_budget(min(len(quoted), len(found)))
-    if allowed == 0:
+    if found.endswith(said) if at_start else found.startswith(said):
+        return 0, len(found) - len(said)
+    cost = word_cost(said, found)
+    if cost is not None:
+        return cost, 0
+    if len(said) < CUT_SLIP_CHARS:
         return None
-    if _is_transposition(quoted, found):
-        return 1  # Indel would count it twice
-    edits: int = Indel.distance(quoted, found, score_cutoff=allowed)
-    return edits if edits <= allowed else None
+    for kept in (len(said) - 1, len(said), len(said) + 1):
+        if 0 < kept < len(found):
+            part = found[-kept:] if at_start else found[:kept]
+            cost = word_cost(said, part)
+            if cost is not None:
+                return cost, len(found) - kept
+    return None
 
 
 # ----------------------------------------------------------------------------- locating
@@ -289,23 +128,18 @@ class _Hit:
     end: int
     score: float
     method: MatchMethod
-    edits: int = 0
-
-
-def cuts_word(content: str, start: int, end: int) -> bool:
-    """Does `content[start:end]` begin or end in the middle of a word?"""
-    inside_at_start = 0 < start < len(content) and (
-        content[start - 1].isalnum() and content[start].isalnum()
-    )
-    inside_at_end = 0 < end < len(content) and content[end - 1].isalnum() and content[end].isalnum()
-    return inside_at_start or inside_at_end
+    edits: list[SlipEdit] = field(default_factory=list)
 
 
 class Grounder:
     """One content against which many quotes are located; normalised once, when first needed.
 
-    >>> Grounder("You are a “moron”.").locate('"MORON"')
-    Match(start=11, end=16, score=100.0, method='normalized', cuts_word=False)
+    >>> Grounder("You are a “moron”.").locate('"MORON"').method
+    'normalized'
+    >>> match = Grounder("It's not any more complicated than that").locate(
+    ...     "It's not any more complicatd than that")
+    >>> match.strength, [(e.kind, e.found) for e in match.edits]
+    ('weak', [('dropped', 'e')])
     """
 
     def __init__(self, content: str) -> None:
@@ -321,7 +155,7 @@ class Grounder:
 
     def locate(self, quote: str) -> Match | None:
         """Where `quote` is in the content, or None if it is not grounded."""
-        if not _has_substance(quote):
+        if not has_substance(quote):
             return None
         start = self._find_exact(quote)
         if start >= 0:
@@ -339,10 +173,22 @@ class Grounder:
     def _find_exact(self, quote: str) -> int:
         """The first verbatim occurrence that is whole words, else the first one ("ass" in
         "a classic ass" is the second): a short quote inside a word is weak evidence."""
-        first = start = self.content.find(quote)
-        while start >= 0 and cuts_word(self.content, start, start + len(quote)):
-            start = self.content.find(quote, start + 1)
-        return first if start < 0 else start
+        content = self.content
+        first = content.find(quote)
+        if first < 0 or not cuts_word(content, first, first + len(quote)):
+            return first
+        # Each further try costs about len(quote): in content that repeats itself the quote
+        # may occur at every offset, so the tries stop after WORK_PASSES passes' worth.
+        tries = WORK_PASSES * len(content) // len(quote) + 1
+        start = first
+        while tries > 0:
+            start = content.find(quote, start + 1)
+            if start < 0:
+                break
+            if not cuts_word(content, start, start + len(quote)):
+                return start
+            tries -= 1
+        return first
 
     def _locate_pieces(self, pieces: Sequence[str]) -> Match | None:
         hits: list[_Hit] = []
@@ -354,12 +200,15 @@ class Grounder:
             hits.append(hit)
             position = hit.end  # pieces may not overlap: each starts after the previous
         start, end = self.normalized.span(hits[0].start, hits[-1].end)
+        method = max((h.method for h in hits), key=_METHOD_RANK.__getitem__)
         return Match(
             start=start,
             end=end,
             score=min(h.score for h in hits),
-            method=max((h.method for h in hits), key=_METHOD_RANK.__getitem__),
+            method=method,
             cuts_word=cuts_word(self.content, start, end),
+            strength="weak" if method == "fuzzy" else "strong",
+            edits=[edit for hit in hits for edit in hit.edits],
         )
 
     def _find_normalized(self, piece: str, position: int) -> _Hit | None:
@@ -369,7 +218,7 @@ class Grounder:
         return _Hit(start, start + len(piece), 100.0, "normalized")
 
     def _find_fuzzy(self, piece: str, position: int) -> _Hit | None:
-        budget = len(piece) // FUZZY_CHARS_PER_EDIT
+        budget = slip_budget(piece)
         quoted = list(_WORD.finditer(piece))
         if budget == 0 or not quoted:
             return None
@@ -382,11 +231,25 @@ class Grounder:
         anchor = max(inner, key=lambda k: len(quoted[k].group()))
         firsts = {n - anchor for n in words.near(quoted[anchor].group(), first + anchor)}
         best: _Hit | None = None
+        # Content that repeats itself offers the same window again and again: each is
+        # judged once, and all of them together may cost WORK_PASSES passes at most.
+        work = WORK_PASSES * len(self.normalized.text)
+        judged: set[str] = set()
         for candidate in sorted(firsts):
+            if candidate < first:
+                continue
+            work -= len(piece)
+            if work < 0:
+                break
+            start = words.starts[candidate]
+            window = self.normalized.text[start : start + len(piece) + budget]
+            if window in judged:
+                continue
+            judged.add(window)
             hit = self._fuzzy_at(piece, quoted, candidate, budget)
-            if hit is not None and (best is None or hit.edits < best.edits):
+            if hit is not None and (best is None or len(hit.edits) < len(best.edits)):
                 best = hit
-                if hit.edits == 1:
+                if len(hit.edits) == 1:
                     break  # the fewest possible (0 would have been a normalized match)
         return best
 
@@ -400,30 +263,37 @@ class Grounder:
             return None
         edits = 0
         head = tail = 0  # chars of the first / last content word that a quote cut off
-        cost: int | None
         for offset, word in enumerate(quoted):
             said, found = word.group(), words.texts[first + offset]
-            # A quote may start or end mid-word ("...to say the lea"): an edge word that is
-            # verbatim part of its counterpart is a cut, not a slip ("fuck" of "fucks").
-            if offset == 0 and found.endswith(said):
-                cost, head = 0, len(found) - len(said)
-            elif offset == len(quoted) - 1 and found.startswith(said):
-                cost, tail = 0, len(found) - len(said)
+            if offset == 0 or offset == len(quoted) - 1:
+                edge = _edge_cost(said, found, at_start=offset == 0)
+                if edge is None:
+                    return None
+                cost, cut = edge
+                if offset == 0:
+                    head = cut
+                else:
+                    tail = cut
             else:
-                cost = _word_cost(said, found)
-            if cost is None or edits + cost > budget:
-                return None
+                found_cost = word_cost(said, found)
+                if found_cost is None:
+                    return None
+                cost = found_cost
             edits += cost
+            if edits > budget:
+                return None
         # Whatever the piece has around its first and last words (symbols, say) is compared
         # too: the whole region, separators included, must stay within the edit budget.
         text = self.normalized.text
         start = max(words.starts[first] + head - quoted[0].start(), 0)
         end = min(words.end(last) - tail + len(piece) - quoted[-1].end(), len(text))
         region = text[start:end]
-        edits = OSA.distance(piece, region, score_cutoff=budget)
-        if edits > budget:
+        if not region or OSA.distance(piece, region, score_cutoff=budget) > budget:
             return None
-        return _Hit(start, end, fuzz.ratio(piece, region), "fuzzy", edits)
+        changes = slip_edits(
+            piece, region, lambda k: self.normalized.origin(start + k), self.content
+        )
+        return _Hit(start, end, fuzz.ratio(piece, region), "fuzzy", changes)
 
 
 def locate(quote: str, content: str) -> Match | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 
 class Frozen(BaseModel):
@@ -27,6 +27,24 @@ class ContentItem(Frozen):
 # ----------------------------------------------------------------------------- grounding
 
 MatchMethod = Literal["exact", "normalized", "fuzzy"]
+#: Verbatim or normalised is strong; a copying slip is weak and never alone auto-actions.
+MatchStrength = Literal["strong", "weak"]
+#: What the quote did to the content's text, letter by letter, seen from the quote.
+SlipKind = Literal["dropped", "added", "changed", "swapped"]
+
+
+class SlipEdit(Frozen):
+    """One letter the quote got wrong against the content: what a reviewer is shown."""
+
+    kind: SlipKind = Field(
+        description="dropped: the quote lacks `found`; added: the quote has `quoted` where the "
+        "content has nothing; changed: `quoted` instead of `found`; swapped: two letters "
+        "transposed."
+    )
+    start: int = Field(ge=0, description="Content offset of `found` (or the insertion point).")
+    end: int = Field(ge=0)
+    found: str = Field(description="The content's text at [start, end); '' when added.")
+    quoted: str = Field(description="What the quote has there, normalised; '' when dropped.")
 
 
 class Match(Frozen):
@@ -41,6 +59,22 @@ class Match(Frozen):
         description="The span starts or ends inside a word of the content: a short quote "
         "found only there ('ass' in 'classic') proves little.",
     )
+    strength: MatchStrength = Field(
+        default="strong",
+        description="strong: the content holds the quote (verbatim or normalised); weak: the "
+        "quote differs by copying slips (`edits`), so it points at a span but does not prove it.",
+    )
+    edits: list[SlipEdit] = Field(
+        default_factory=list, description="The slips of a weak match, in content order."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strength_of_stored_fuzzy(cls, data: object) -> object:
+        # Decisions stored before matches were graded have no strength: a fuzzy one was a slip.
+        if isinstance(data, dict) and "strength" not in data and data.get("method") == "fuzzy":
+            return {**data, "strength": "weak"}
+        return data
 
 
 class QuoteVerdict(Frozen):

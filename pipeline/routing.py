@@ -6,6 +6,7 @@
     any violation invalid, review_when_any_... -> human_review
     policy in always_review_policies           -> human_review
     only short quotes found inside longer words -> human_review   (weak grounding)
+    only quotes with copying slips (weak match) -> human_review   (slip grounding, always)
     no calibration profile for this version    -> human_review    (logprobs not trusted)
     signal collapsed for this version          -> human_review
     calibrated confidence below the threshold  -> human_review
@@ -93,6 +94,9 @@ def _review_reasons(
     reasons += [
         f"weak_grounding:{f.rule_id}" for f in valid if _weakly_grounded(f, config.weak_quote_chars)
     ]
+    # Not a setting: a quote that differs from the content by a slip points at a span but
+    # does not prove the content says it, so a person looks at that span first.
+    reasons += [f"slip_grounding:{f.rule_id}" for f in valid if _only_slips(f)]
     if standing.profile_id is None:
         reasons.append("no_calibration_profile")
     elif standing.collapsed:
@@ -114,6 +118,12 @@ def _weakly_grounded(finding: FindingReport, weak_chars: int) -> bool:
         q.match is not None and q.match.cuts_word and sum(c.isalnum() for c in q.quote) < weak_chars
         for q in matched
     )
+
+
+def _only_slips(finding: FindingReport) -> bool:
+    """No grounded quote of the finding is a strong (verbatim or normalised) match."""
+    matched = [q.match for q in finding.quotes if q.match is not None]
+    return bool(matched) and all(m.strength == "weak" for m in matched)
 
 
 def _invalid_reason(finding: FindingReport) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import RoutingConfig
-from pipeline.models import CitationCheck, FindingReport, Match, QuoteVerdict
+from pipeline.models import CitationCheck, FindingReport, Match, QuoteVerdict, SlipEdit
 from pipeline.routing import SignalStanding, route
 
 CONFIG = RoutingConfig()
@@ -180,3 +180,43 @@ class TestWeakGrounding:
         assert route([both], TRUSTED, CONFIG).outcome == "auto_action"
         off = RoutingConfig(weak_quote_chars=0)
         assert route([weak], TRUSTED, off).outcome == "auto_action"
+
+
+class TestSlipGrounding:
+    SLIP = QuoteVerdict(
+        quote="you are a complete idot and a liar",
+        match=Match(
+            start=0,
+            end=35,
+            score=98.6,
+            method="fuzzy",
+            strength="weak",
+            edits=[SlipEdit(kind="dropped", start=20, end=21, found="i", quoted="")],
+        ),
+    )
+
+    def test_a_violation_resting_only_on_slips_goes_to_review(self) -> None:
+        """Confident and trusted, but its only quote is a slip: review, and the reason says so."""
+        weak = finding().model_copy(update={"quotes": [self.SLIP]})
+        r = route([weak], TRUSTED, CONFIG)
+        assert r.outcome == "human_review"
+        assert "slip_grounding:HARASSMENT.1" in r.reasons
+
+    def test_no_setting_turns_it_off(self) -> None:
+        """Unlike the inside-a-word rule, slip grounding has no switch: it never auto-actions."""
+        weak = finding().model_copy(update={"quotes": [self.SLIP]})
+        lax = RoutingConfig(weak_quote_chars=0, auto_action_floor=0.5)
+        assert route([weak], TRUSTED, lax).outcome == "human_review"
+
+    def test_one_strong_quote_beside_a_slip_is_enough(self) -> None:
+        """A verbatim quote grounds the violation; the slip beside it adds nothing against it."""
+        both = finding().model_copy(update={"quotes": [self.SLIP, GOOD_QUOTE]})
+        assert route([both], TRUSTED, CONFIG).outcome == "auto_action"
+
+    def test_a_stored_fuzzy_match_reads_as_weak(self) -> None:
+        """A Decision stored before matches were graded: its fuzzy matches are weak slips."""
+        stored = '{"start": 0, "end": 5, "score": 97.0, "method": "fuzzy", "cuts_word": false}'
+        match = Match.model_validate_json(stored)
+        assert (match.strength, match.edits) == ("weak", [])
+        exact = Match.model_validate_json(stored.replace("fuzzy", "exact"))
+        assert exact.strength == "strong"

@@ -1,0 +1,131 @@
+"""Copying slips: which differences between a quote and the content a slip may be.
+
+A model that copies a quote may drop, double, change or swap a letter, or drop an
+apostrophe. Such a quote still points at a real span, so it grounds, but weakly: it says
+where, not that the content says exactly this. What must never ground is a quote that
+differs by a whole word (a sibling sentence with another identity term, a negation added,
+a word swapped), because that is a different statement.
+
+The rules, per normalised piece of a quote:
+
+- at most one slip per `SLIP_CHARS` characters of the piece (`slip_budget`), so a quote
+  under 24 characters must be verbatim or normalised;
+- at most one slip per word, and words align one to one, in order: no word added, dropped,
+  merged, split or reordered;
+- in scripts written without spaces (Han, kana, Thai: `pipeline.wordbreak`) a character
+  is often a word of its own (不 "not", 女 "woman", 黑 "black"), so there a changed or
+  dropped character is a changed word. Only a doubled character or two swapped ones are
+  slips. On Multilingual HateCheck, 74 of 1,902 Mandarin sibling pairs of 24+ characters
+  differ by exactly one changed character (女人 / 黑人): a budget that forgave it would
+  ground 4 % of those whole-word changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rapidfuzz.distance import OSA, Editop, Levenshtein
+
+from pipeline.models import SlipEdit, SlipKind
+from pipeline.wordbreak import writes_without_spaces
+
+__all__ = ["SLIP_CHARS", "slip_budget", "slip_edits", "word_cost"]
+
+#: One slip is forgiven per this many characters of a piece: a 24-character quote is a few
+#: words, long enough that one wrong letter cannot make it say something else unnoticed.
+SLIP_CHARS = 24
+
+
+def slip_budget(piece: str) -> int:
+    """How many slips a normalised piece of a quote may carry."""
+    return len(piece) // SLIP_CHARS
+
+
+def word_cost(quoted: str, found: str) -> int | None:
+    """Slips between a quote word and its counterpart, or None if they are different words."""
+    if quoted == found:
+        return 0
+    if quoted.replace("'", "") == found.replace("'", ""):
+        return 1  # a dropped or added apostrophe ("its", "dont")
+    if OSA.distance(quoted, found, score_cutoff=1) > 1:
+        return None
+    return 1 if _kind_allowed(quoted, found) else None
+
+
+def _kind_allowed(quoted: str, found: str) -> bool:
+    """One OSA edit apart: is it a slip in this script (not a changed Han character)?"""
+    if len(quoted) == len(found):
+        diffs = [i for i, (a, b) in enumerate(zip(quoted, found, strict=True)) if a != b]
+        if len(diffs) == 2:
+            return True  # two letters swapped: the same letters, the same word
+        changed = found[diffs[0]]
+        return not (writes_without_spaces(changed) or writes_without_spaces(quoted[diffs[0]]))
+    if len(quoted) > len(found):
+        extra, at = _extra(quoted, found)
+        # A doubled char is a slip in any script; another char added in a spaceless script
+        # may be a word ("不").
+        return not writes_without_spaces(extra) or _doubled(quoted, at)
+    missing, _ = _extra(found, quoted)
+    return not writes_without_spaces(missing)
+
+
+def _extra(longer: str, shorter: str) -> tuple[str, int]:
+    """The one char `longer` has that `shorter` lacks, and where."""
+    at = next(
+        (i for i, (a, b) in enumerate(zip(longer, shorter, strict=False)) if a != b), len(shorter)
+    )
+    return longer[at], at
+
+
+def _doubled(text: str, at: int) -> bool:
+    return (at > 0 and text[at - 1] == text[at]) or (
+        at + 1 < len(text) and text[at + 1] == text[at]
+    )
+
+
+def slip_edits(
+    piece: str, region: str, origin: Callable[[int], tuple[int, int]], content: str
+) -> list[SlipEdit]:
+    """The edits that turn the content's `region` into the quote's `piece`, in content offsets.
+
+    `origin(k)` maps region offset `k` to the original `[start, end)` it came from.
+    """
+    ops = list(Levenshtein.editops(piece, region))
+    edits: list[SlipEdit] = []
+
+    def edit(kind: SlipKind, first: int, last: int, quoted: str) -> SlipEdit:
+        start, end = origin(first)[0], origin(last - 1)[1]
+        return SlipEdit(kind=kind, start=start, end=end, found=content[start:end], quoted=quoted)
+
+    k = 0
+    while k < len(ops):
+        op = ops[k]
+        nxt = ops[k + 1] if k + 1 < len(ops) else None
+        k += 1
+        if op.tag == "replace" and nxt is not None and _is_swap(op, nxt, piece, region):
+            k += 1
+            quoted = piece[op.src_pos : op.src_pos + 2]
+            edits.append(edit("swapped", op.dest_pos, op.dest_pos + 2, quoted))
+        elif op.tag == "replace":
+            edits.append(edit("changed", op.dest_pos, op.dest_pos + 1, piece[op.src_pos]))
+        elif op.tag == "insert":  # the region has a char the piece lacks
+            edits.append(edit("dropped", op.dest_pos, op.dest_pos + 1, ""))
+        else:  # the piece has a char the region lacks: "added" before region[dest_pos]
+            edits.append(_added(op.dest_pos, region, origin, piece[op.src_pos]))
+    return edits
+
+
+def _is_swap(op: Editop, nxt: Editop, piece: str, region: str) -> bool:
+    """Two adjacent replacements that exchange two letters: one transposition."""
+    return (
+        nxt.tag == "replace"
+        and nxt.src_pos == op.src_pos + 1
+        and nxt.dest_pos == op.dest_pos + 1
+        and piece[op.src_pos] == region[nxt.dest_pos]
+        and piece[nxt.src_pos] == region[op.dest_pos]
+    )
+
+
+def _added(at: int, region: str, origin: Callable[[int], tuple[int, int]], quoted: str) -> SlipEdit:
+    point = origin(at)[0] if at < len(region) else origin(len(region) - 1)[1]
+    return SlipEdit(kind="added", start=point, end=point, found="", quoted=quoted)

@@ -1,0 +1,245 @@
+"""Normalising text for grounding, with the map back to the original offsets.
+
+The same function serves content and quote: typographic quotes and dashes unified,
+zero-width characters and soft hyphens dropped, Unicode NFKC, casefolding, whitespace runs
+collapsed to one space. A quote is then split at ellipses (`...`, `…`, `[...]`, `[…]`) into
+pieces that must appear in order, and each piece is trimmed of leading and trailing
+punctuation.
+
+Speed: most characters of any script normalise to exactly one character on their own
+(Arabic and Han letters to themselves, "A" to "a"). Those are translated in bulk by
+`str.translate` with a table built from the content's own distinct characters, and map
+one to one; only the rest (a letter with combining marks, "ﬁ", "ß", runs of whitespace)
+goes through the cluster-by-cluster path. So normalising costs a few C passes over the
+text in every script, not a Python step per character.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from array import array
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "MIN_QUOTE_CHARS",
+    "Normalized",
+    "has_substance",
+    "is_filler",
+    "normalize",
+    "quote_pieces",
+]
+
+#: A quote must carry at least this many letters/digits (or symbols, for emoji-only text):
+#: "a" or "I" occur in nearly any content, so quoting them grounds nothing; "BS" is a real
+#: human-marked toxic span, so two is the floor.
+MIN_QUOTE_CHARS = 2
+
+# Applied before NFKC (which would turn ″ into two primes) and again after it.
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("‘’‚‛′", "'"),
+        **dict.fromkeys("“”„‟″", '"'),
+        # Hyphen and non-breaking hyphen too: NFKC leaves them, and they are dashes in text.
+        **dict.fromkeys("–—‒―−‐‑", "-"),
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),
+    }
+)
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+_ELLIPSIS = re.compile(r"\[\s?\.{3,}\s?\]|\.{3,}")
+_ALNUM = re.compile(r"[^\W_]")
+# A run of whitespace collapses to one space; a lone whitespace char is translated to one.
+_SPACE_RUN = r"\s{2,}"
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """Normalised text and the map back to the original offsets, in segments.
+
+    Segment `i` starts at normalised offset `heads[i]` and came from the original at
+    `origins[i]`: one char for one char when `ends[i]` is -1 (a translated run), else every
+    char of it came from the whole of `[origins[i], ends[i])` (a cluster, or a whitespace
+    run). A few segments per odd char, not two integers per char: building those arrays
+    cost more than normalising.
+    """
+
+    text: str
+    heads: array[int]
+    origins: array[int]
+    cluster_ends: array[int]
+
+    def origin(self, at: int) -> tuple[int, int]:
+        """The original `[start, end)` that normalised char `text[at]` came from."""
+        i = bisect_right(self.heads, at) - 1
+        if self.cluster_ends[i] < 0:
+            start = self.origins[i] + at - self.heads[i]
+            return start, start + 1
+        return self.origins[i], self.cluster_ends[i]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span that normalised `text[start:end]` (end > start) came from."""
+        return self.origin(start)[0], self.origin(end - 1)[1]
+
+
+# ----------------------------------------------------------------------------- one char
+
+
+def _fold(cluster: str) -> str:
+    # Non-ASCII text repeats a few thousand clusters; a cache makes each one a dict lookup.
+    # Only short ones are cached: a hostile cluster (a char with 10,000 marks) must not stay.
+    return _fold_cached(cluster) if len(cluster) <= 4 else _fold_uncached(cluster)
+
+
+def _fold_uncached(cluster: str) -> str:
+    # NFKC, casefold, NFKC again: casefolding can produce text that is not NFKC ("ǰ").
+    nfkc = unicodedata.normalize("NFKC", cluster.translate(_FOLD))
+    return unicodedata.normalize("NFKC", nfkc.casefold()).translate(_FOLD)
+
+
+_fold_cached = lru_cache(maxsize=65536)(_fold_uncached)
+
+
+@lru_cache(maxsize=65536)
+def _joins_previous(char: str) -> bool:
+    # A char that NFKC may compose with the one before it: combining marks, and the Hangul
+    # vowel and final jamo. Such chars are normalised with their base, never alone. Zero-width
+    # chars join too: they vanish, so "e", ZWSP, U+0301 must still compose to "é".
+    code = ord(char)
+    return (
+        char in _ZERO_WIDTH
+        or unicodedata.category(char)[0] == "M"
+        or 0x1160 <= code <= 0x11FF
+        or 0xD7B0 <= code <= 0xD7FF
+    )
+
+
+@lru_cache(maxsize=65536)
+def _one_to_one(char: str) -> str | None:
+    """What `char` normalises to when that is one char that joins nothing, else None.
+
+    Whitespace is one space: only runs of it need collapsing, and those are found apart.
+    """
+    if char.isspace():
+        return " "
+    if _joins_previous(char):
+        return None
+    folded = _fold_uncached(char)
+    if len(folded) != 1 or _joins_previous(folded):
+        return None
+    return folded
+
+
+# ----------------------------------------------------------------------------- building
+
+
+class _Builder:
+    """Accumulates normalised text and its segments; collapses whitespace as it goes."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.heads: array[int] = array("q")
+        self.origins: array[int] = array("q")
+        self.cluster_ends: array[int] = array("q")
+        self.after_space = False
+
+    def _segment(self, folded: str, start: int, end: int) -> None:
+        self.heads.append(self.size)
+        self.origins.append(start)
+        self.cluster_ends.append(end)
+        self.parts.append(folded)
+        self.size += len(folded)
+        self.after_space = folded[-1] == " "
+
+    def run(self, folded: str, start: int) -> None:
+        """`folded` came one char for one char from the text at `start`."""
+        if self.after_space and folded[:1] == " ":
+            folded, start = folded[1:], start + 1
+        if folded:
+            self._segment(folded, start, -1)
+
+    def emit(self, folded: str, start: int, end: int) -> None:
+        """Every char of `folded` came from the whole of `[start, end)`."""
+        kept = []
+        after_space = self.after_space
+        for char in folded:
+            space = char.isspace()
+            if not (space and after_space):
+                kept.append(" " if space else char)
+            after_space = space
+        if kept:
+            self._segment("".join(kept), start, end)
+
+    def build(self) -> Normalized:
+        return Normalized("".join(self.parts), self.heads, self.origins, self.cluster_ends)
+
+
+def normalize(text: str) -> Normalized:
+    """Normalise `text` for grounding, keeping the map back to its original offsets."""
+    table: dict[int, str] = {}
+    odd: list[str] = []
+    for char in set(text):
+        folded = _one_to_one(char)
+        if folded is None:
+            odd.append(char)
+        elif folded != char:
+            table[ord(char)] = folded
+    # Each odd char with the marks after it, with the char before it if it is a mark (a
+    # base letter takes its marks along), and every whitespace run.
+    marks = "".join(c for c in odd if _joins_previous(c))
+    others = "".join(c for c in odd if not _joins_previous(c))
+    tail = f"[{re.escape(marks)}]*" if marks else ""
+    alternatives = [_SPACE_RUN]
+    if marks:
+        alternatives.append(f".?[{re.escape(marks)}]+")
+    if others:
+        alternatives.append(f"[{re.escape(others)}]{tail}")
+    out = _Builder()
+    position = 0
+    for odd_match in re.finditer("|".join(alternatives), text, re.DOTALL):
+        start, end = odd_match.span()
+        out.run(text[position:start].translate(table), position)
+        cluster = odd_match.group()
+        out.emit(" " if cluster.isspace() else _fold(cluster), start, end)
+        position = end
+    out.run(text[position:].translate(table), position)
+    return out.build()
+
+
+# ----------------------------------------------------------------------------- quotes
+
+
+def is_filler(char: str) -> bool:
+    """What quote trimming removes from a piece's ends: spaces, punctuation, backticks."""
+    return char.isspace() or char == "`" or unicodedata.category(char)[0] == "P"
+
+
+def _trim(piece: str) -> str:
+    start, end = 0, len(piece)
+    while start < end and is_filler(piece[start]):
+        start += 1
+    while end > start and is_filler(piece[end - 1]):
+        end -= 1
+    return piece[start:end]
+
+
+def quote_pieces(quote: str) -> tuple[str, ...]:
+    """The normalised pieces of `quote` that must all be found, in order; () if none."""
+    pieces = (_trim(p) for p in _ELLIPSIS.split(normalize(quote).text))
+    return tuple(p for p in pieces if p)
+
+
+def has_substance(quote: str) -> bool:
+    """At least MIN_QUOTE_CHARS letters/digits (or symbols, in a quote with neither)."""
+    # The gate before the exact step, so it must cost next to nothing: count letters and
+    # digits with a regex, stopping as soon as there are enough.
+    found = 0
+    for _ in _ALNUM.finditer(quote):
+        found += 1
+        if found >= MIN_QUOTE_CHARS:
+            return True
+    if found:
+        return False
+    return sum(not is_filler(c) and c not in _ZERO_WIDTH for c in quote) >= MIN_QUOTE_CHARS
