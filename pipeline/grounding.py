@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 from pipeline.models import Match, MatchMethod, QuoteVerdict, SlipEdit
-from pipeline.slips import slip_budget, slip_edits, word_cost
+from pipeline.slips import slip_budget, slip_edit, word_cost
 from pipeline.textnorm import (
     MIN_QUOTE_CHARS,
     Normalized,
@@ -282,7 +283,7 @@ class Grounder:
             edits += cost
             if edits > budget:
                 return None
-        # Whatever the piece has around its first and last words (symbols, say) is compared
+        # Whatever the piece has around and between its words (symbols, say) is compared
         # too: the whole region, separators included, must stay within the edit budget.
         text = self.normalized.text
         start = max(words.starts[first] + head - quoted[0].start(), 0)
@@ -290,10 +291,40 @@ class Grounder:
         region = text[start:end]
         if not region or OSA.distance(piece, region, score_cutoff=budget) > budget:
             return None
-        changes = slip_edits(
-            piece, region, lambda k: self.normalized.origin(start + k), self.content
-        )
+        changes = self._edits(piece, quoted, first=first, span=(start, end), cuts=(head, tail))
         return _Hit(start, end, fuzz.ratio(piece, region), "fuzzy", changes)
+
+    def _edits(
+        self,
+        piece: str,
+        quoted: list[re.Match[str]],
+        *,
+        first: int,
+        span: tuple[int, int],
+        cuts: tuple[int, int],
+    ) -> list[SlipEdit]:
+        """One edit per word or separator the quote got wrong, in content order."""
+        words, text = self._words, self.normalized.text
+        (start, end), (head, tail) = span, cuts
+        # Pairs of (quote text, content offset it aligns with, content end): every word and
+        # every stretch between, around the first and after the last.
+        bounds = [(0, start)]
+        for offset, word in enumerate(quoted):
+            number = first + offset
+            found_start = words.starts[number] + (head if offset == 0 else 0)
+            found_end = words.end(number) - (tail if offset == len(quoted) - 1 else 0)
+            bounds += [(word.start(), found_start), (word.end(), found_end)]
+        bounds.append((len(piece), end))
+        edits = []
+        for (said_start, found_start), (said_end, found_end) in pairwise(bounds):
+            said, found = piece[said_start:said_end], text[found_start:found_end]
+            if said != found:
+                edits.append(slip_edit(said, found, self._origin_from(found_start), self.content))
+        return edits
+
+    def _origin_from(self, at: int) -> Callable[[int], tuple[int, int]]:
+        """`Normalized.origin` for offsets counted from normalised offset `at`."""
+        return lambda k: self.normalized.origin(at + k)
 
 
 def locate(quote: str, content: str) -> Match | None:

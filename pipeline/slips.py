@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rapidfuzz.distance import OSA, Editop, Levenshtein
+from rapidfuzz.distance import OSA
 
 from pipeline.models import SlipEdit, SlipKind
 from pipeline.wordbreak import writes_without_spaces
 
-__all__ = ["SLIP_CHARS", "slip_budget", "slip_edits", "word_cost"]
+__all__ = ["SLIP_CHARS", "slip_budget", "slip_edit", "word_cost"]
 
 #: One slip is forgiven per this many characters of a piece: a 24-character quote is a few
 #: words, long enough that one wrong letter cannot make it say something else unnoticed.
@@ -83,49 +83,28 @@ def _doubled(text: str, at: int) -> bool:
     )
 
 
-def slip_edits(
-    piece: str, region: str, origin: Callable[[int], tuple[int, int]], content: str
-) -> list[SlipEdit]:
-    """The edits that turn the content's `region` into the quote's `piece`, in content offsets.
-
-    `origin(k)` maps region offset `k` to the original `[start, end)` it came from.
-    """
-    ops = list(Levenshtein.editops(piece, region))
-    edits: list[SlipEdit] = []
-
-    def edit(kind: SlipKind, first: int, last: int, quoted: str) -> SlipEdit:
-        start, end = origin(first)[0], origin(last - 1)[1]
-        return SlipEdit(kind=kind, start=start, end=end, found=content[start:end], quoted=quoted)
-
-    k = 0
-    while k < len(ops):
-        op = ops[k]
-        nxt = ops[k + 1] if k + 1 < len(ops) else None
-        k += 1
-        if op.tag == "replace" and nxt is not None and _is_swap(op, nxt, piece, region):
-            k += 1
-            quoted = piece[op.src_pos : op.src_pos + 2]
-            edits.append(edit("swapped", op.dest_pos, op.dest_pos + 2, quoted))
-        elif op.tag == "replace":
-            edits.append(edit("changed", op.dest_pos, op.dest_pos + 1, piece[op.src_pos]))
-        elif op.tag == "insert":  # the region has a char the piece lacks
-            edits.append(edit("dropped", op.dest_pos, op.dest_pos + 1, ""))
-        else:  # the piece has a char the region lacks: "added" before region[dest_pos]
-            edits.append(_added(op.dest_pos, region, origin, piece[op.src_pos]))
-    return edits
-
-
-def _is_swap(op: Editop, nxt: Editop, piece: str, region: str) -> bool:
-    """Two adjacent replacements that exchange two letters: one transposition."""
-    return (
-        nxt.tag == "replace"
-        and nxt.src_pos == op.src_pos + 1
-        and nxt.dest_pos == op.dest_pos + 1
-        and piece[op.src_pos] == region[nxt.dest_pos]
-        and piece[nxt.src_pos] == region[op.dest_pos]
-    )
-
-
-def _added(at: int, region: str, origin: Callable[[int], tuple[int, int]], quoted: str) -> SlipEdit:
-    point = origin(at)[0] if at < len(region) else origin(len(region) - 1)[1]
-    return SlipEdit(kind="added", start=point, end=point, found="", quoted=quoted)
+def slip_edit(
+    quoted: str, found: str, origin: Callable[[int], tuple[int, int]], content: str
+) -> SlipEdit:
+    """The edit that turns `found` (content text, `origin(k)` maps its offset k back to the
+    original) into `quoted`, two strings that differ by one slip."""
+    head = 0
+    while head < min(len(quoted), len(found)) and quoted[head] == found[head]:
+        head += 1
+    tail = 0
+    while (
+        tail < min(len(quoted), len(found)) - head
+        and quoted[len(quoted) - 1 - tail] == found[len(found) - 1 - tail]
+    ):
+        tail += 1
+    said, was = quoted[head : len(quoted) - tail], found[head : len(found) - tail]
+    if not was:  # nothing of the content's: the quote added `said` before found[head]
+        point = origin(head)[0] if head < len(found) else origin(len(found) - 1)[1]
+        return SlipEdit(kind="added", start=point, end=point, found="", quoted=said)
+    start, end = origin(head)[0], origin(head + len(was) - 1)[1]
+    kind: SlipKind = "changed"
+    if not said:
+        kind = "dropped"
+    elif len(said) == len(was) == 2 and said == was[::-1]:
+        kind = "swapped"
+    return SlipEdit(kind=kind, start=start, end=end, found=content[start:end], quoted=said)
