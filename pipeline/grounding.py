@@ -268,7 +268,7 @@ class Grounder:
             said, found = word.group(), words.texts[first + offset]
             if offset == 0 or offset == len(quoted) - 1:
                 edge = _edge_cost(said, found, at_start=offset == 0)
-                if edge is None:
+                if edge is None or (edge[0] and self._beside(said, first, last, offset)):
                     return None
                 cost, cut = edge
                 if offset == 0:
@@ -293,6 +293,14 @@ class Grounder:
             return None
         changes = self._edits(piece, quoted, first=first, span=(start, end), cuts=(head, tail))
         return _Hit(start, end, fuzz.ratio(piece, region), "fuzzy", changes)
+
+    def _beside(self, said: str, first: int, last: int, offset: int) -> bool:
+        """Is the quote's edge word, taken as a slip, the content's word just beside the
+        region? Then the quote is that text with a word dropped ("Je peux" for "Je ne
+        peux" would otherwise match "ne peux" with "j" for "n"), not a slip."""
+        texts = self._words.texts
+        neighbour = first - 1 if offset == 0 else last + 1
+        return 0 <= neighbour < len(texts) and texts[neighbour] == said
 
     def _edits(
         self,
