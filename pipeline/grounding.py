@@ -66,6 +66,8 @@ CUT_SLIP_CHARS = 4
 
 # Apostrophes and hyphens inside a word keep it one word, so "don't" vs "dont" is a slip.
 _WORD = re.compile(r"\w+(?:['-]\w+)*")
+# Past one machine word of bits, rapidfuzz's OSA costs a multiple of the other word's length.
+_LONG_ANCHOR = 64
 _METHOD_RANK: dict[MatchMethod, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
 
 
@@ -90,6 +92,12 @@ class _Words:
 
     def near(self, word: str, first: int) -> list[int]:
         """Positions, from `first` on, of every word `word` could be a slip of (a superset)."""
+        if len(word) > _LONG_ANCHOR:
+            # rapidfuzz compares two long words in time of the product of their lengths,
+            # cutoff or not; words whose lengths differ by two or more are never a slip.
+            size = len(word)
+            near = [n for n in range(first, len(self.texts)) if abs(len(self.texts[n]) - size) < 2]
+            return [n for n in near if OSA.distance(word, self.texts[n], score_cutoff=1) <= 1]
         similar = process.extract(
             word, self.texts[first:], scorer=OSA.distance, score_cutoff=1, limit=None
         )
