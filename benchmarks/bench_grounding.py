@@ -1,20 +1,25 @@
 """Benchmark of `pipeline.grounding.locate` against `str.find` and a difflib baseline.
 
-Run by hand from the repository root (it is not a test, and it takes about a minute):
+Run by hand from the repository root (it is not a test, and it takes a few minutes):
 
     .venv/bin/python benchmarks/bench_grounding.py
 
-Two workloads, each timed side by side in one run:
+Three workloads, each timed side by side in one run:
 
 1. toxic-spans: every human-marked span of tsd_trial.csv as a quote in its own comment,
-   verbatim and in three altered forms (normalised, one letter slip, absent).
-2. one 1 MB content (train comments joined) and 20 quotes: verbatim, needing
-   normalisation, fuzzy, absent.
+   verbatim and in altered forms (normalised, one letter slip, a word swapped, absent).
+2. 1 MB of content with 20 quotes (verbatim, needing normalisation, with a slip, absent),
+   in Latin script (toxic-spans comments) and in Arabic, Mandarin and Hindi (Multilingual
+   HateCheck cases; its Hindi is written in Latin letters): one `locate_all` against the
+   difflib baseline, quote by quote.
+3. content that repeats itself, at 100k, 200k and 400k chars: the time must double with
+   the content (linear), shown against one normalising pass over the same content.
 
 `str.find` is the floor (it only ever finds verbatim quotes). The difflib baseline is what
 one writes without this module: slide a window over the lowercased content and accept the
 first where `SequenceMatcher` matches 90 % of the quote's chars; it gets a time budget
-per quote so that it finishes on 1 MB. Figures go to benchmarks/README.md by hand.
+per quote so that it finishes on 1 MB (so its totals, and our ratios, are lower bounds).
+Figures go to benchmarks/README.md by hand.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from pathlib import Path
 
 import rapidfuzz
 
-from pipeline.grounding import Grounder, locate, locate_all
+from pipeline.grounding import Grounder, locate, locate_all, normalize
+from pipeline.wordbreak import writes_without_spaces
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QUOTEGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -60,17 +66,6 @@ def load(name: str) -> list[tuple[str, list[tuple[int, int]]]]:
     return rows
 
 
-def drop_letter(quote: str, rng: random.Random) -> str | None:
-    """A letter dropped inside an inner word (spans may cut their first and last words)."""
-    inner = list(re.finditer(r"\w+", quote))[1:-1]
-    words = [m for m in inner if re.fullmatch(r"[^\W\d_]{5,}", m.group())]
-    if len(quote) < 30 or not words:
-        return None
-    word = rng.choice(words)
-    at = word.start() + rng.randrange(1, len(word.group()) - 1)
-    return quote[:at] + quote[at + 1 :]
-
-
 Case = tuple[str, str]  # (quote, content)
 
 
@@ -80,7 +75,7 @@ def toxic_cases(rows: list[tuple[str, list[tuple[int, int]]]]) -> dict[str, list
     cases: dict[str, list[Case]] = {
         "verbatim": [],
         "normalised": [],
-        "fuzzy": [],
+        "slip": [],
         "word swapped": [],
         "absent": [],
     }
@@ -89,9 +84,9 @@ def toxic_cases(rows: list[tuple[str, list[tuple[int, int]]]]) -> dict[str, list
             quote = text[a:b]
             cases["verbatim"].append((quote, text))
             cases["normalised"].append((f"“{quote.upper()}”", text))
-            slipped = drop_letter(quote, rng)
+            slipped = slip(quote, rng)
             if slipped is not None:
-                cases["fuzzy"].append((slipped, text))
+                cases["slip"].append((slipped, text))
                 cases["word swapped"].append((swap_a_word(quote), text))
             other = rng.choice(quotes)
             if other.lower() not in text.lower():
@@ -99,20 +94,58 @@ def toxic_cases(rows: list[tuple[str, list[tuple[int, int]]]]) -> dict[str, list
     return cases
 
 
-def megabyte_case(
-    rows: list[tuple[str, list[tuple[int, int]]]],
-) -> tuple[str, list[tuple[str, str]]]:
-    """1 MB of comments and 20 quotes of four kinds, spread from its start to its end."""
+Document = tuple[str, list[tuple[int, int]]]  # a text and the spans worth quoting in it
+
+
+def hatecheck(language: str) -> list[Document]:
+    """HateCheck test cases as documents quoted whole, to 1 MB: the ~130 KB of a language
+    again and again, each copy with the words of every case in another order (Han text:
+    its characters), so that no sentence repeats and no search ends in the first copy."""
+    path = DATA / "multilingual_hatecheck" / f"{language}.csv"
+    with path.open(newline="", encoding="utf-8") as handle:
+        cases = [row["test_case"].strip() for row in csv.DictReader(handle)]
+    rng = random.Random(4)
+    documents: list[Document] = []
+    size = 0
+    while size < 1_000_000:
+        for case in cases:
+            spaced = " " in case
+            units = case.split(" ") if spaced else list(case)
+            text = (" " if spaced else "").join(rng.sample(units, len(units)))
+            documents.append((text, [(0, len(text))]))
+            size += len(text) + 2
+    return documents
+
+
+def slip(quote: str, rng: random.Random) -> str | None:
+    """A copying slip inside the quote: a letter dropped, or in Han text (where a dropped
+    character is a dropped word) a character doubled."""
+    inner = list(re.finditer(r"\w+", quote))[1:-1] or list(re.finditer(r"\w+", quote))
+    words = [m for m in inner if len(m.group()) >= 5]
+    if len(quote) < 30 or not words:  # 30: a slip in a quote of 24+ chars once trimmed
+        return None
+    word = rng.choice(words)
+    at = word.start() + rng.randrange(1, len(word.group()) - 1)
+    if writes_without_spaces(quote[at]):
+        return quote[:at] + quote[at] + quote[at:]
+    return quote[:at] + quote[at + 1 :]
+
+
+def megabyte_case(documents: list[Document]) -> tuple[str, list[tuple[str, str]]]:
+    """1 MB of documents (shuffled copies when there are fewer) and 20 quotes of four
+    kinds, spread from its start to its end."""
     content, spans = "", []
-    for text, marked in rows:
-        spans += [(len(content) + a, len(content) + b) for a, b in marked]
-        content += text + "\n\n"
-        if len(content) >= 1_000_000:
-            break
+    rng = random.Random(3)
+    while len(content) < 1_000_000:
+        for text, marked in documents:
+            spans += [(len(content) + a, len(content) + b) for a, b in marked]
+            content += text + "\n\n"
+            if len(content) >= 1_000_000:
+                break
+        documents = rng.sample(documents, len(documents))
     content = content[:1_000_000]
     spans = [s for s in spans if s[1] <= len(content)]
-    rng = random.Random(3)
-    long_spans = [s for s in spans if s[1] - s[0] >= 40 and drop_letter(content[slice(*s)], rng)]
+    long_spans = [s for s in spans if s[1] - s[0] >= 30 and slip(content[slice(*s)], rng)]
     pick = [spans[len(spans) * k // 6] for k in range(6)]
     far = [long_spans[len(long_spans) * k // 5] for k in range(5)]
     q = [content[a:b] for a, b in pick]
@@ -124,7 +157,7 @@ def megabyte_case(
         ("normalised", far_q[0].replace(" ", "  \n")),
         ("normalised", f"{q[4]} … {q[5]}"),
         ("normalised", far_q[1].upper()),
-        *[("fuzzy", drop_letter(x, rng) or x) for x in far_q],
+        *[("slip", slip(x, rng) or x) for x in far_q],
         ("absent", "xylophonists"),
         ("absent", "the committee approved the budget without any objections at all"),
         ("absent", swap_a_word(far_q[2])),
@@ -136,7 +169,7 @@ def megabyte_case(
 def swap_a_word(quote: str) -> str:
     words = quote.split(" ")
     longest = max(range(len(words)), key=lambda k: len(words[k]))
-    words[longest] = "pineapple"
+    words[longest] = "pineapple" if words[longest].isascii() else "مربى" + words[longest][-1:]
     return " ".join(words)
 
 
@@ -220,42 +253,73 @@ def bench_toxic() -> None:
         )
 
 
-def bench_megabyte() -> None:
-    content, quotes = megabyte_case(load("tsd_train.csv"))
-    print(f"\n### 1 MB content ({len(content):,} chars), 20 quotes\n")
+def bench_megabyte(script: str, documents: list[Document]) -> tuple[str, ...]:
+    """One script's 1 MB table; returns its row of the summary."""
+    content, quotes = megabyte_case(documents)
+    print(f"\n### 1 MB of {script} ({len(content):,} chars), 20 quotes\n")
     build = best_of(lambda: Grounder(content).normalized, 3)
-    words = float("inf")
-    for _ in range(3):  # the first fuzzy attempt lists the content's words: time it alone
-        primed = Grounder(content)
-        primed.locate("MORON")  # normalises
-        start = time.perf_counter()
-        primed.locate("xylophonists and their extraordinary instruments")
-        words = min(words, time.perf_counter() - start)
-    print(f"normalising once: {build * 1e3:.0f} ms; then first fuzzy: {words * 1e3:.0f} ms")
     every = [quote for _, quote in quotes]
-    print(f"locate_all(20 quotes): {best_of(lambda: locate_all(every, content), 3) * 1e3:.0f} ms\n")
+    t_all = best_of(lambda: locate_all(every, content), 3)
+    print(f"normalising once: {build * 1e3:.0f} ms; locate_all(20 quotes): {t_all * 1e3:.0f} ms\n")
     warm = Grounder(content)
     for quote in every:  # normalises and lists the words, once
         warm.locate(quote)
     print(
-        "| kind | len | str.find ms | locate ms (cold) | × find "
-        "| Grounder.locate ms (warm) | × find | method | difflib ms | difflib |"
+        "| kind | len | str.find ms | Grounder.locate ms (warm) | × find | method | strength "
+        "| difflib ms | difflib |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
+    print("|---|---:|---:|---:|---:|---|---|---:|---|")
+    t_difflib_all = t_find_verbatim = t_locate_verbatim = 0.0
     for kind, quote in quotes:
         t_find = best_of(partial(content.find, quote))
-        t_cold = best_of(partial(locate, quote, content), 2)
         t_warm = best_of(partial(warm.locate, quote))
+        if kind == "verbatim":
+            t_find_verbatim += t_find
+            t_locate_verbatim += best_of(partial(locate, quote, content))
         match = warm.locate(quote)
         start = time.perf_counter()
         baseline = difflib_locate(quote, content, DIFFLIB_BUDGET_S)
         t_difflib = time.perf_counter() - start
+        t_difflib_all += t_difflib
         said = baseline if isinstance(baseline, str) else ("found" if baseline else "none")
         print(
-            f"| {kind} | {len(quote)} | {t_find * 1e3:.3f} | {t_cold * 1e3:.2f} "
-            f"| {t_cold / t_find:.1f} | {t_warm * 1e3:.3f} | {t_warm / t_find:.1f} "
-            f"| {match.method if match else 'none'} | {t_difflib * 1e3:.0f} | {said} |"
+            f"| {kind} | {len(quote)} | {t_find * 1e3:.3f} | {t_warm * 1e3:.3f} "
+            f"| {t_warm / t_find:.1f} | {match.method if match else 'none'} "
+            f"| {match.strength if match else '-'} | {t_difflib * 1e3:.0f} | {said} |"
         )
+    return (
+        script,
+        f"{build * 1e3:.0f}",
+        f"{t_all * 1e3:.0f}",
+        f"{t_difflib_all * 1e3:.0f}",
+        f"{t_difflib_all / t_all:.0f}",
+        f"{t_locate_verbatim / t_find_verbatim:.2f}",
+    )
+
+
+REPETITIVE: dict[str, Callable[[int], tuple[str, str]]] = {  # name -> size -> (quote, content)
+    '"a"*n/2 in "a"*n': lambda n: ("a" * (n // 2), "a" * n),
+    '"spam "*200+"eggs"': lambda n: ("spam " * 200 + "eggs", "spam " * (n // 5)),
+    '"spam "*200 with a slip': lambda n: ("spam " * 199 + "spma", "spam " * (n // 5)),
+    '"a"*(n/2-1)+"b"': lambda n: ("a" * (n // 2 - 1) + "b", "a" * n),
+    '"ab"*12k+"b" in "ab "*n/3': lambda n: ("ab" * 12_000 + "b", "ab " * (n // 3)),
+    '"x "*30+"y" in "x "*n/2': lambda n: ("x " * 30 + "y", "x " * (n // 2)),
+}
+
+
+def bench_repetitive() -> None:
+    print("\n### Content that repeats itself: ms per `locate`, and in normalising passes\n")
+    sizes = (100_000, 200_000, 400_000)
+    print("| quote, content | " + " | ".join(f"{n // 1000}k ms (passes)" for n in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    for name, make in REPETITIVE.items():
+        cells = []
+        for n in sizes:
+            quote, content = make(n)
+            t_locate = best_of(partial(locate, quote, content), 3)
+            t_pass = best_of(partial(normalize, content), 3)
+            cells.append(f"{t_locate * 1e3:.1f} ({t_locate / t_pass:.0f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def cpu_model() -> str:
@@ -274,7 +338,17 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}"
     )
     bench_toxic()
-    bench_megabyte()
+    summary = [bench_megabyte("Latin (toxic spans)", load("tsd_train.csv"))]
+    summary += [bench_megabyte(lang, hatecheck(lang)) for lang in ("arabic", "mandarin", "hindi")]
+    print("\n### 1 MB, 20 quotes: summary\n")
+    print(
+        "| content | normalise ms | locate_all ms | difflib ms (lower bound) | × faster "
+        "| verbatim: locate / str.find |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in summary:
+        print("| " + " | ".join(row) + " |")
+    bench_repetitive()
 
 
 if __name__ == "__main__":

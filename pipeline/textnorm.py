@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 
 __all__ = [
     "MIN_QUOTE_CHARS",
@@ -50,6 +51,12 @@ _FOLD = str.maketrans(
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
 _ELLIPSIS = re.compile(r"\[\s?\.{3,}\s?\]|\.{3,}")
 _ALNUM = re.compile(r"[^\W_]")
+# Surely plain: printable ASCII and letters of common scripts that are NFKC-stable,
+# caseless and join nothing (Hebrew, Arabic, Devanagari, Thai, kana, CJK, Hangul).
+_PLAIN = re.compile(
+    "[!-~\u05d0-\u05ea\u0621-\u063a\u0641-\u064a\u0905-\u0939\u0e01-\u0e30"
+    "\u3041-\u3096\u30a1-\u30fa\u4e00-\u9fff\uac00-\ud7a3]+"
+)
 # A run of whitespace collapses to one space; a lone whitespace char is translated to one.
 _SPACE_RUN = r"\s{2,}"
 
@@ -134,78 +141,117 @@ def _one_to_one(char: str) -> str | None:
 # ----------------------------------------------------------------------------- building
 
 
-class _Builder:
-    """Accumulates normalised text and its segments; collapses whitespace as it goes."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.heads: array[int] = array("q")
-        self.origins: array[int] = array("q")
-        self.cluster_ends: array[int] = array("q")
-        self.after_space = False
-
-    def _segment(self, folded: str, start: int, end: int) -> None:
-        self.heads.append(self.size)
-        self.origins.append(start)
-        self.cluster_ends.append(end)
-        self.parts.append(folded)
-        self.size += len(folded)
-        self.after_space = folded[-1] == " "
-
-    def run(self, folded: str, start: int) -> None:
-        """`folded` came one char for one char from the text at `start`."""
-        if self.after_space and folded[:1] == " ":
-            folded, start = folded[1:], start + 1
-        if folded:
-            self._segment(folded, start, -1)
-
-    def emit(self, folded: str, start: int, end: int) -> None:
-        """Every char of `folded` came from the whole of `[start, end)`."""
-        kept = []
-        after_space = self.after_space
-        for char in folded:
-            space = char.isspace()
-            if not (space and after_space):
-                kept.append(" " if space else char)
-            after_space = space
-        if kept:
-            self._segment("".join(kept), start, end)
-
-    def build(self) -> Normalized:
-        return Normalized("".join(self.parts), self.heads, self.origins, self.cluster_ends)
+def _translated(text: str) -> tuple[str, re.Pattern[str]]:
+    """`text` with every one-to-one char normalised, offsets unchanged; and a pattern for
+    the odd rest, which the caller folds cluster by cluster."""
+    # `str.lower` is one fast C pass in every script, where `str.translate` looks each
+    # non-ASCII char up in a dict. So chars whose lowercase is their normal form are plain,
+    # and only the others are looked at, found after removing what is surely plain.
+    translated = text.lower()
+    lowered = len(translated) == len(text)  # "İ" lowercases to two chars
+    candidates = set(_PLAIN.sub("", text) if lowered and not text.isascii() else text)
+    table: dict[int, str] = {}
+    odd: list[str] = []
+    for char in candidates:
+        folded = _one_to_one(char)
+        if folded is None or (lowered and (folded != char.lower() or char == "Σ")):
+            odd.append(char)  # "Σ" lowercases by context, to "ς" at the end of a word
+        elif folded != char:
+            table[ord(char)] = folded
+    if not lowered:
+        translated = text.translate(table)
+    # Each odd char with the marks after it, with the char before it if it is a mark (a
+    # base letter takes its marks along), and every whitespace run.
+    marks = re.escape("".join(c for c in odd if _joins_previous(c)))
+    others = re.escape("".join(c for c in odd if not _joins_previous(c)))
+    alternatives = [_SPACE_RUN]
+    if marks:
+        alternatives.append(f".?[{marks}]+")
+    if others:
+        alternatives.append(f"[{others}][{marks}]*" if marks else f"[{others}]")
+    return translated, re.compile("|".join(alternatives), re.DOTALL)
 
 
 def normalize(text: str) -> Normalized:
     """Normalise `text` for grounding, keeping the map back to its original offsets."""
-    table: dict[int, str] = {}
-    odd: list[str] = []
-    for char in set(text):
-        folded = _one_to_one(char)
-        if folded is None:
-            odd.append(char)
-        elif folded != char:
-            table[ord(char)] = folded
-    # Each odd char with the marks after it, with the char before it if it is a mark (a
-    # base letter takes its marks along), and every whitespace run.
-    marks = "".join(c for c in odd if _joins_previous(c))
-    others = "".join(c for c in odd if not _joins_previous(c))
-    tail = f"[{re.escape(marks)}]*" if marks else ""
-    alternatives = [_SPACE_RUN]
-    if marks:
-        alternatives.append(f".?[{re.escape(marks)}]+")
-    if others:
-        alternatives.append(f"[{re.escape(others)}]{tail}")
-    out = _Builder()
-    position = 0
-    for odd_match in re.finditer("|".join(alternatives), text, re.DOTALL):
+    translated, odd = _translated(text)
+    matches = list(odd.finditer(text))
+    groups = list(map(re.Match.group, matches))
+    folded = [" " if group.isspace() else _fold(group) for group in groups]
+    clusters = {group for group in set(groups) if not group.isspace()}
+    if any(not fold or any(c.isspace() for c in fold) for fold in map(_fold, clusters)):
+        # A cluster that vanishes or holds a space may bring two spaces together.
+        return _normalize_collapsing(text, translated, matches, folded)
+    # Otherwise no two spaces can meet: a whitespace run takes the spaces around it, so
+    # runs and clusters alternate as they are, and the segments are built in bulk.
+    starts = list(map(re.Match.start, matches))
+    ends = list(map(re.Match.end, matches))
+    run_starts, run_ends = [0, *ends], [*starts, len(text)]
+    runs = [translated[a:b] for a, b in zip(run_starts, run_ends, strict=True)]
+    # Interleaved by slice assignment: run 0, cluster 0, run 1, cluster 1, ..., last run.
+    # A run may be empty: its segment shares its head with the next and is never used.
+    parts: list[str] = runs + folded
+    parts[0::2], parts[1::2] = runs, folded
+    origins = run_starts + starts
+    origins[0::2], origins[1::2] = run_starts, starts
+    cluster_ends = [-1] * len(parts)
+    cluster_ends[1::2] = ends
+    heads = [0, *accumulate(map(len, parts))]
+    heads.pop()
+    return Normalized(
+        "".join(parts), array("q", heads), array("q", origins), array("q", cluster_ends)
+    )
+
+
+def _normalize_collapsing(
+    text: str, translated: str, matches: list[re.Match[str]], folded: list[str]
+) -> Normalized:
+    """`normalize`, one odd match at a time, collapsing spaces that meet."""
+    parts: list[str] = []
+    heads: array[int] = array("q")
+    origins: array[int] = array("q")
+    cluster_ends: array[int] = array("q")
+    size, after_space, position = 0, False, 0
+    for odd_match, fold in zip(matches, folded, strict=True):
         start, end = odd_match.span()
-        out.run(text[position:start].translate(table), position)
-        cluster = odd_match.group()
-        out.emit(" " if cluster.isspace() else _fold(cluster), start, end)
+        if start > position:
+            if after_space and translated[position] == " ":
+                position += 1
+            if start > position:
+                parts.append(translated[position:start])
+                heads.append(size)
+                origins.append(position)
+                cluster_ends.append(-1)
+                size += start - position
+                after_space = translated[start - 1] == " "
+        kept = _collapse(fold, after_space=after_space)
+        if kept:
+            parts.append(kept)
+            heads.append(size)
+            origins.append(start)
+            cluster_ends.append(end)
+            size += len(kept)
+            after_space = kept[-1] == " "
         position = end
-    out.run(text[position:].translate(table), position)
-    return out.build()
+    if after_space and translated[position : position + 1] == " ":
+        position += 1
+    if position < len(text):
+        parts.append(translated[position:])
+        heads.append(size)
+        origins.append(position)
+        cluster_ends.append(-1)
+    return Normalized("".join(parts), heads, origins, cluster_ends)
+
+
+def _collapse(folded: str, *, after_space: bool) -> str:
+    """Whitespace in a folded cluster as one space, none right after another."""
+    kept = []
+    for char in folded:
+        space = char.isspace()
+        if not (space and after_space):
+            kept.append(" " if space else char)
+        after_space = space
+    return "".join(kept)
 
 
 # ----------------------------------------------------------------------------- quotes

@@ -265,6 +265,12 @@ class TestNormalize:
         assert all(0 <= s < e <= len(raw) for s, e in origins)
 
     @PROPERTY
+    @given(st.lists(st.sampled_from([*" \n\tab", "\u200b", "\u00ad", "\u0301", "\u00a0"])))
+    def test_whitespace_is_collapsed(self, raw: list[str]) -> None:
+        """No two spaces meet, whatever vanishes or folds between them."""
+        assert "  " not in normalize("".join(raw)).text
+
+    @PROPERTY
     @given(st.text())
     def test_idempotent(self, raw: str) -> None:
         """Normalising normalised text changes nothing."""
