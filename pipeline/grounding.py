@@ -74,18 +74,21 @@ _METHOD_RANK: dict[MatchMethod, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
 # ----------------------------------------------------------------------------- fuzzy words
 
 
-@dataclass(frozen=True, slots=True)
 class _Words:
-    """The words of a normalised text and where each starts."""
+    """The words of a normalised text, where each starts, and (when asked) where each is."""
 
-    texts: list[str]
-    starts: list[int]
+    def __init__(self, text: str) -> None:
+        matches = list(_WORD.finditer(text))
+        self.texts: list[str] = list(map(re.Match.group, matches))
+        self.starts: list[int] = list(map(re.Match.start, matches))
 
-    @classmethod
-    def of(cls, text: str) -> _Words:
-        # findall + a comprehension: half the cost of one loop over match objects. No index
-        # by word: one rapidfuzz pass over the words (`near`) costs less than building it.
-        return cls(_WORD.findall(text), [word.start() for word in _WORD.finditer(text)])
+    @cached_property
+    def index(self) -> dict[str, list[int]]:
+        """Each distinct word and its positions, in order."""
+        index: dict[str, list[int]] = {}
+        for number, word in enumerate(self.texts):
+            index.setdefault(word, []).append(number)
+        return index
 
     def end(self, number: int) -> int:
         return self.starts[number] + len(self.texts[number])
@@ -160,7 +163,7 @@ class Grounder:
 
     @cached_property
     def _words(self) -> _Words:
-        return _Words.of(self.normalized.text)
+        return _Words(self.normalized.text)
 
     def locate(self, quote: str) -> Match | None:
         """Where `quote` is in the content, or None if it is not grounded."""
@@ -233,12 +236,7 @@ class Grounder:
             return None
         words = self._words
         first = bisect_left(words.starts, position)
-        # Every quote word needs a counterpart, so the longest one's counterparts (the
-        # rarest, usually) pin every candidate alignment of the piece's words. Not an edge
-        # word if there is another: it may be cut mid-word, and then `near` misses it.
-        inner = range(1, len(quoted) - 1) if len(quoted) > 2 else range(len(quoted))
-        anchor = max(inner, key=lambda k: len(quoted[k].group()))
-        firsts = {n - anchor for n in words.near(quoted[anchor].group(), first + anchor)}
+        firsts = self._candidates(quoted, first, budget)
         best: _Hit | None = None
         # Content that repeats itself offers the same window again and again: each is
         # judged once, and all of them together may cost WORK_PASSES passes at most.
@@ -261,6 +259,26 @@ class Grounder:
                 if len(hit.edits) == 1:
                     break  # the fewest possible (0 would have been a normalized match)
         return best
+
+    def _candidates(self, quoted: list[re.Match[str]], first: int, budget: int) -> set[int]:
+        """Content word numbers, from `first` on, where the piece's first word may align."""
+        words = self._words
+        # Edge words may be cut mid-word, so only inner words anchor an alignment.
+        inner = range(1, len(quoted) - 1)
+        if len(inner) > budget:
+            # At most `budget` words carry a slip, so of any budget + 1 inner words one is
+            # intact: the positions of the rarest budget + 1 cover every alignment.
+            index = words.index
+            rarest = sorted(inner, key=lambda k: len(index.get(quoted[k].group(), ())))
+            return {
+                n - k
+                for k in rarest[: budget + 1]
+                for n in index.get(quoted[k].group(), ())
+                if n - k >= first
+            }
+        # Too few inner words: every word near the longest one (one rapidfuzz pass).
+        anchor = max(inner or range(len(quoted)), key=lambda k: len(quoted[k].group()))
+        return {n - anchor for n in words.near(quoted[anchor].group(), first + anchor)}
 
     def _fuzzy_at(
         self, piece: str, quoted: list[re.Match[str]], first: int, budget: int
