@@ -66,6 +66,8 @@ CUT_SLIP_CHARS = 4
 
 # Apostrophes and hyphens inside a word keep it one word, so "don't" vs "dont" is a slip.
 _WORD = re.compile(r"\w+(?:['-]\w+)*")
+# Building the index of the content's words costs about as much as this many passes.
+_NEAR_PASSES_FOR_INDEX = 4
 # Past one machine word of bits, rapidfuzz's OSA costs a multiple of the other word's length.
 _LONG_ANCHOR = 64
 _METHOD_RANK: dict[MatchMethod, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
@@ -156,6 +158,7 @@ class Grounder:
 
     def __init__(self, content: str) -> None:
         self.content = content
+        self._fuzzy_pieces = 0
 
     @cached_property
     def normalized(self) -> Normalized:
@@ -265,7 +268,10 @@ class Grounder:
         words = self._words
         # Edge words may be cut mid-word, so only inner words anchor an alignment.
         inner = range(1, len(quoted) - 1)
-        if len(inner) > budget:
+        self._fuzzy_pieces += 1
+        # The index costs about NEAR_PASSES_FOR_INDEX rapidfuzz passes to build: worth it
+        # from the piece that would make that many passes.
+        if len(inner) > budget and self._fuzzy_pieces >= _NEAR_PASSES_FOR_INDEX:
             # At most `budget` words carry a slip, so of any budget + 1 inner words one is
             # intact: the positions of the rarest budget + 1 cover every alignment.
             index = words.index
@@ -276,7 +282,7 @@ class Grounder:
                 for n in index.get(quoted[k].group(), ())
                 if n - k >= first
             }
-        # Too few inner words: every word near the longest one (one rapidfuzz pass).
+        # Every word near the longest inner one: one rapidfuzz pass over the words.
         anchor = max(inner or range(len(quoted)), key=lambda k: len(quoted[k].group()))
         return {n - anchor for n in words.near(quoted[anchor].group(), first + anchor)}
 

@@ -729,6 +729,22 @@ class TestGrounder:
         grounder.locate("BIGOT")
         assert grounder.normalized is first
 
+    def test_many_slips_in_one_content_match_as_one_by_one(self, rows: tuple[Row, ...]) -> None:
+        """Past a few slipped quotes a Grounder indexes the content's words; the matches are
+        the ones a fresh Grounder per quote finds."""
+        content = "\n\n".join(row.text for row in rows[:300])
+        rng = random.Random(13)
+        quotes = [
+            slipped
+            for row, span in long_quotes(rows[:300])
+            if (slipped := drop_letter(row.quote(span), rng)) is not None
+        ][:20]
+        assert len(quotes) == 20
+        shared = Grounder(content)
+        together = [shared.locate(quote) for quote in quotes]
+        assert together == [Grounder(content).locate(quote) for quote in quotes]
+        assert all(match is not None and match.strength == "weak" for match in together)
+
 
 class TestLocateAll:
     def test_same_as_locate_one_by_one(self) -> None:
