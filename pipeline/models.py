@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
 class Frozen(BaseModel):
@@ -60,21 +60,14 @@ class Match(Frozen):
         "found only there ('ass' in 'classic') proves little.",
     )
     strength: MatchStrength = Field(
-        default="strong",
+        # Decisions stored before matches were graded have no strength: a fuzzy one was a slip.
+        default_factory=lambda data: "weak" if data.get("method") == "fuzzy" else "strong",
         description="strong: the content holds the quote (verbatim or normalised); weak: the "
         "quote differs by copying slips (`edits`), so it points at a span but does not prove it.",
     )
     edits: list[SlipEdit] = Field(
         default_factory=list, description="The slips of a weak match, in content order."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strength_of_stored_fuzzy(cls, data: object) -> object:
-        # Decisions stored before matches were graded have no strength: a fuzzy one was a slip.
-        if isinstance(data, dict) and "strength" not in data and data.get("method") == "fuzzy":
-            return {**data, "strength": "weak"}
-        return data
 
 
 class QuoteVerdict(Frozen):

@@ -160,8 +160,15 @@ def _translated(text: str) -> tuple[str, re.Pattern[str]]:
             table[ord(char)] = folded
     if not lowered:
         translated = text.translate(table)
-    # Each odd char with the marks after it, with the char before it if it is a mark (a
-    # base letter takes its marks along), and every whitespace run.
+    return translated, _odd_pattern("".join(sorted(odd)))
+
+
+@lru_cache(maxsize=1024)
+def _odd_pattern(odd: str) -> re.Pattern[str]:
+    """Each odd char with the marks after it, with the char before it if it is a mark (a
+    base letter takes its marks along), and every whitespace run."""
+    # Cached: comments share their few odd chars ("\n", "’"), and compiling a pattern
+    # costs more than normalising a comment.
     marks = re.escape("".join(c for c in odd if _joins_previous(c)))
     others = re.escape("".join(c for c in odd if not _joins_previous(c)))
     alternatives = [_SPACE_RUN]
@@ -169,7 +176,7 @@ def _translated(text: str) -> tuple[str, re.Pattern[str]]:
         alternatives.append(f".?[{marks}]+")
     if others:
         alternatives.append(f"[{others}][{marks}]*" if marks else f"[{others}]")
-    return translated, re.compile("|".join(alternatives), re.DOTALL)
+    return re.compile("|".join(alternatives), re.DOTALL)
 
 
 def normalize(text: str) -> Normalized:

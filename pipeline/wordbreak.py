@@ -22,6 +22,8 @@ import regex
 __all__ = ["cuts_word", "is_boundary", "writes_without_spaces"]
 
 _BOUNDARY = regex.compile(r"\b", regex.WORD)
+# Non-alphanumeric chars that can sit inside a word: marks, connectors, apostrophes.
+_JOINING = regex.compile(r"[\p{M}\p{Pc}’]")
 # Scripts whose words are not separated by spaces: one character can be a whole word
 # (不 "not", 女 "woman"), so a changed character there is a changed word, not a slip.
 _SPACELESS = regex.compile(
@@ -50,15 +52,18 @@ def cuts_word(content: str, start: int, end: int) -> bool:
 
 
 def _inside(text: str, at: int) -> bool:
-    # Not a boundary, and word material on both sides: a run of spaces has no boundary
+    # Word material on both sides, and no boundary between: a run of spaces has no boundary
     # inside it either (UAX #29 keeps horizontal whitespace together), but cuts no word.
-    if at <= 0 or at >= len(text) or is_boundary(text, at):
+    # The cheap test first: most quotes end next to a space or punctuation.
+    if at <= 0 or at >= len(text):
         return False
-    return _wordish(text[at - 1]) and _wordish(text[at])
+    return _wordish(text[at - 1]) and _wordish(text[at]) and not is_boundary(text, at)
 
 
 def _wordish(char: str) -> bool:
-    return char.isalnum() or char == "_" or regex.match(r"[\p{M}\p{Pc}'.]", char) is not None
+    if char.isalnum() or char in "_'.":
+        return True
+    return not char.isascii() and _JOINING.match(char) is not None
 
 
 def writes_without_spaces(char: str) -> bool:
