@@ -66,6 +66,9 @@ CUT_SLIP_CHARS = 4
 
 # Apostrophes and hyphens inside a word keep it one word, so "don't" vs "dont" is a slip.
 _WORD = re.compile(r"\w+(?:['-]\w+)*")
+# What judging one candidate alignment costs beyond its chars, in chars of a C pass: the
+# Python steps around it take about as long as scanning a few hundred chars.
+_CANDIDATE_COST = 256
 # Building the index of the content's words costs about as much as this many passes.
 _NEAR_PASSES_FOR_INDEX = 4
 # Past one machine word of bits, rapidfuzz's OSA costs a multiple of the other word's length.
@@ -248,7 +251,7 @@ class Grounder:
         for candidate in sorted(firsts):
             if candidate < first:
                 continue
-            work -= len(piece)
+            work -= len(piece) + _CANDIDATE_COST
             if work < 0:
                 break
             start = words.starts[candidate]
