@@ -98,9 +98,10 @@ Document = tuple[str, list[tuple[int, int]]]  # a text and the spans worth quoti
 
 
 def hatecheck(language: str) -> list[Document]:
-    """HateCheck test cases as documents quoted whole, to 1 MB: the ~130 KB of a language
-    again and again, each copy with the words of every case in another order (Han text:
-    its characters), so that no sentence repeats and no search ends in the first copy."""
+    """HateCheck test cases three by three as posts quoted whole (quotes of 30-150 chars,
+    as long as the marked toxic spans), to 1 MB: the ~130 KB of a language again and
+    again, each copy with the words of every case in another order (Han text: its
+    characters), so that no sentence repeats and no search ends in the first copy."""
     path = DATA / "multilingual_hatecheck" / f"{language}.csv"
     with path.open(newline="", encoding="utf-8") as handle:
         cases = [row["test_case"].strip() for row in csv.DictReader(handle)]
@@ -114,7 +115,10 @@ def hatecheck(language: str) -> list[Document]:
             text = (" " if spaced else "").join(rng.sample(units, len(units)))
             documents.append((text, [(0, len(text))]))
             size += len(text) + 2
-    return documents
+    return [
+        (post := " ".join(text for text, _ in documents[k : k + 3]), [(0, len(post))])
+        for k in range(0, len(documents), 3)
+    ]
 
 
 def slip(quote: str, rng: random.Random) -> str | None:

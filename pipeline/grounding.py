@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -66,11 +66,13 @@ CUT_SLIP_CHARS = 4
 
 # Apostrophes and hyphens inside a word keep it one word, so "don't" vs "dont" is a slip.
 _WORD = re.compile(r"\w+(?:['-]\w+)*")
+_WORD_SPLIT = re.compile(f"({_WORD.pattern})")
 # What judging one candidate alignment costs beyond its chars, in chars of a C pass: the
 # Python steps around it take about as long as scanning a few hundred chars.
 _CANDIDATE_COST = 256
-# Building the index of the content's words costs about as much as this many passes.
-_NEAR_PASSES_FOR_INDEX = 4
+# Building the index of the content's words costs about as much as this many rapidfuzz
+# passes over them (1.3 µs a word against 0.1 µs, on Latin and Han text alike).
+_NEAR_PASSES_FOR_INDEX = 12
 # Past one machine word of bits, rapidfuzz's OSA costs a multiple of the other word's length.
 _LONG_ANCHOR = 64
 _METHOD_RANK: dict[MatchMethod, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
@@ -83,9 +85,11 @@ class _Words:
     """The words of a normalised text, where each starts, and (when asked) where each is."""
 
     def __init__(self, text: str) -> None:
-        matches = list(_WORD.finditer(text))
-        self.texts: list[str] = list(map(re.Match.group, matches))
-        self.starts: list[int] = list(map(re.Match.start, matches))
+        # Split keeps the words (the group) between the separators: [sep, word, sep, ...,
+        # sep]. Offsets then come from summed lengths, all in C: no match object per word.
+        parts = _WORD_SPLIT.split(text)
+        self.texts: list[str] = parts[1::2]
+        self.starts: list[int] = list(accumulate(map(len, parts)))[0:-1:2]
 
     @cached_property
     def index(self) -> dict[str, list[int]]:
