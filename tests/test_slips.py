@@ -345,11 +345,12 @@ class TestWordChangesDoNotGround:
         assert rate.strong / rate.n <= WORD_CHANGES_GROUND_STRONGLY
 
     @pytest.mark.parametrize("edit", ["dropped", "inserted"])
-    @pytest.mark.parametrize("language", [*LANGUAGES, "english"])
+    @pytest.mark.parametrize(
+        "language", [*(lang for lang in LANGUAGES if lang != "mandarin"), "english"]
+    )
     def test_a_word_dropped_or_inserted(self, language: str, edit: str) -> None:
-        """One inner word dropped or inserted (a negation, say) in a quote of 24+ chars."""
-        if language == "mandarin":
-            pytest.skip("Mandarin writes no spaces between words: see TestHanCharacters")
+        """One inner word dropped or inserted (a negation, say) in a quote of 24+ chars
+        (Mandarin writes no spaces between words: TestHanCharacters drops its characters)."""
         cases = toxic_cases() if language == "english" else hatecheck_cases(language)
         rate = measure(language, "word change", f"word {edit}", word_edited(cases, edit, 6))
         assert rate.n >= 300
