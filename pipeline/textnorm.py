@@ -57,6 +57,8 @@ _PLAIN = re.compile(
     "[!-~\u05d0-\u05ea\u0621-\u063a\u0641-\u064a\u0905-\u0939\u0e01-\u0e30"
     "\u3041-\u3096\u30a1-\u30fa\u4e00-\u9fff\uac00-\ud7a3]+"
 )
+# Past this many distinct chars to replace, one translation table is faster.
+_MAX_REPLACED = 32
 # A run of whitespace collapses to one space; a lone whitespace char is translated to one.
 _SPACE_RUN = r"\s{2,}"
 
@@ -144,23 +146,43 @@ def _one_to_one(char: str) -> str | None:
 def _translated(text: str) -> tuple[str, re.Pattern[str]]:
     """`text` with every one-to-one char normalised, offsets unchanged; and a pattern for
     the odd rest, which the caller folds cluster by cluster."""
-    # `str.lower` is one fast C pass in every script, where `str.translate` looks each
-    # non-ASCII char up in a dict. So chars whose lowercase is their normal form are plain,
-    # and only the others are looked at, found after removing what is surely plain.
-    translated = text.lower()
-    lowered = len(translated) == len(text)  # "İ" lowercases to two chars
-    candidates = set(_PLAIN.sub("", text) if lowered and not text.isascii() else text)
-    table: dict[int, str] = {}
+    # `str.lower` and `str.replace` are fast C passes in every script, where `str.translate`
+    # looks each non-ASCII char up in a dict. So: chars whose lowercase is their normal form
+    # are left to `lower`; a few others that become one lowercase char ("，" → ",", "’" →
+    # "'", a lone newline → " ") are replaced first; the rest are odd, folded one by one.
+    # Only chars not surely plain are looked at.
+    lowered = text.lower()
+    if len(lowered) != len(text):  # "İ" lowercases to two chars: translate, char by char
+        return _translated_by_table(text)
+    candidates = set(text if text.isascii() else _PLAIN.sub("", text))
+    replace: list[tuple[str, str]] = []
     odd: list[str] = []
     for char in candidates:
         folded = _one_to_one(char)
-        if folded is None or (lowered and (folded != char.lower() or char == "Σ")):
-            odd.append(char)  # "Σ" lowercases by context, to "ς" at the end of a word
+        if folded == char.lower() and char != "Σ":  # "Σ" lowercases by context ("ς")
+            continue
+        if folded is None or folded.lower() != folded or char == "Σ":
+            odd.append(char)
+        else:
+            replace.append((char, folded))
+    if len(replace) > _MAX_REPLACED:
+        return _translated_by_table(text)
+    for char, folded in replace:
+        text = text.replace(char, folded)
+    return (text.lower() if replace else lowered), _odd_pattern("".join(sorted(odd)))
+
+
+def _translated_by_table(text: str) -> tuple[str, re.Pattern[str]]:
+    """`_translated` through one translation table of every one-to-one char."""
+    table: dict[int, str] = {}
+    odd: list[str] = []
+    for char in set(text):
+        folded = _one_to_one(char)
+        if folded is None:
+            odd.append(char)
         elif folded != char:
             table[ord(char)] = folded
-    if not lowered:
-        translated = text.translate(table)
-    return translated, _odd_pattern("".join(sorted(odd)))
+    return text.translate(table), _odd_pattern("".join(sorted(odd)))
 
 
 @lru_cache(maxsize=1024)
