@@ -31,7 +31,7 @@ from functools import cached_property
 from itertools import accumulate, pairwise
 
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import OSA
+from rapidfuzz.distance import OSA, Levenshtein
 
 from pipeline.models import Match, MatchMethod, QuoteVerdict, SlipEdit
 from pipeline.slips import slip_budget, slip_edit, word_cost
@@ -110,10 +110,16 @@ class _Words:
             size = len(word)
             near = [n for n in range(first, len(self.texts)) if abs(len(self.texts[n]) - size) < 2]
             return [n for n in near if OSA.distance(word, self.texts[n], score_cutoff=1) <= 1]
+        # Levenshtein <= 2 holds every OSA <= 1 (a swap is two substitutions), and rapidfuzz
+        # computes it about twice as fast; OSA then sorts out the few it lets through.
         similar = process.extract(
-            word, self.texts[first:], scorer=OSA.distance, score_cutoff=1, limit=None
+            word, self.texts[first:], scorer=Levenshtein.distance, score_cutoff=2, limit=None
         )
-        return [first + number for _, _, number in similar]
+        return [
+            first + number
+            for found, _, number in similar
+            if OSA.distance(word, found, score_cutoff=1) <= 1
+        ]
 
 
 def _edge_cost(said: str, found: str, *, at_start: bool) -> tuple[int, int] | None:
