@@ -103,6 +103,7 @@ class TestReasons:
             ("no_calibration_profile", "This model version has no calibration profile"),
             ("hallucinated_rule:FOO.1", "The model cited FOO.1, a rule that does not exist."),
             ("low_confidence:0.7<0.95", "(0.7<0.95)"),
+            ("slip_grounding:HATE.1", "The quotes for HATE.1 differ from the content by copying"),
             ("something_new:x", "something_new:x"),
         ],
     )

@@ -20,6 +20,8 @@ REASONS: dict[str, str] = {
     "auto_action_disabled": "Automatic actions are switched off.",
     "always_review_policy": "Rule {} is always reviewed by a person.",
     "weak_grounding": "The quotes for {} are short and found only inside longer words.",
+    "slip_grounding": "The quotes for {} differ from the content by copying slips: check the "
+    "highlighted span says what the model quoted.",
     "no_calibration_profile": "This model version has no calibration profile, so its "
     "confidence is recorded but not trusted.",
     "signal_collapsed": "This model version's confidence signal has collapsed (no longer "
