@@ -8,8 +8,9 @@ a word swapped), because that is a different statement.
 
 The rules, per normalised piece of a quote:
 
-- at most one slip per `SLIP_CHARS` characters of the piece (`slip_budget`), so a quote
-  under 24 characters must be verbatim or normalised;
+- at most one slip per `SLIP_CHARS` characters of the piece (`slip_budget`, counting the
+  letter a slip may have dropped), so a quote that had under 24 characters must be
+  verbatim or normalised;
 - at most one slip per word, and words align one to one, in order: no word added, dropped,
   merged, split or reordered;
 - in scripts written without spaces (Han, kana, Thai: `pipeline.wordbreak`) a character
