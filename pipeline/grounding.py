@@ -255,8 +255,9 @@ class Grounder:
         firsts = self._candidates(quoted, first, budget)
         best: _Hit | None = None
         # Content that repeats itself offers the same window again and again: each is
-        # judged once, and all of them together may cost WORK_PASSES passes at most.
-        work = WORK_PASSES * len(self.normalized.text)
+        # judged once, and all of them together may cost WORK_PASSES passes at most (over
+        # the content and one candidate, so a short content still gets WORK_PASSES).
+        work = WORK_PASSES * (len(self.normalized.text) + len(piece) + _CANDIDATE_COST)
         judged: set[str] = set()
         for candidate in sorted(firsts):
             if candidate < first:
