@@ -245,6 +245,15 @@ class TestOperations:
                 return False
 
         wait_until(up, 30, "flower")
+
+        def worker_heard() -> bool:
+            alive = httpx.get(f"{base}/api/workers?status=1", timeout=5).json()
+            return any(name.startswith("flowered-") and ok for name, ok in alive.items())
+
+        # Flower answers its health check before its event receiver has subscribed, and task
+        # events published before that are gone (Redis pub/sub). A worker heartbeat seen in
+        # Flower's event state means the receiver is listening.
+        wait_until(worker_heard, 30, "flower to hear the worker's heartbeat", every=0.5)
         fleet.send(item_payloads(5))
         fleet.wait_for(5, timeout=30)
 
